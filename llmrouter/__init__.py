@@ -1,0 +1,55 @@
+"""llmrouter: send each LLM call to the cheapest backend that can answer it well.
+
+The public API is re-exported here; ``import llmrouter`` stays light (no
+litellm, no tokenizer load) so it costs little in any program.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BudgetExceeded,
+    ContextTooLarge,
+    InvalidRequest,
+    LLMRouterError,
+    NoBackendAvailable,
+    PolicyError,
+    StreamInterrupted,
+    UnknownBackend,
+    UpstreamError,
+)
+from .policy import BackendConfig, Policy, load_policy
+from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
+from .router import CallOptions, Router
+from .routing import Candidate, Decision, HeuristicPredictor, PromptProfile, QualityPredictor
+from .streaming import AsyncCompletionStream, CompletionStream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncCompletionStream",
+    "BackendConfig",
+    "BudgetExceeded",
+    "CallOptions",
+    "Candidate",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "CompletionStream",
+    "ContextTooLarge",
+    "Decision",
+    "HeuristicPredictor",
+    "InvalidRequest",
+    "LLMRouterError",
+    "NoBackendAvailable",
+    "Policy",
+    "PolicyError",
+    "PromptProfile",
+    "QualityPredictor",
+    "Router",
+    "RouterInfo",
+    "StreamInterrupted",
+    "UnknownBackend",
+    "UpstreamError",
+    "Usage",
+    "__version__",
+    "load_policy",
+]

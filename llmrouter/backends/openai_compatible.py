@@ -1,0 +1,222 @@
+"""OpenAI-compatible endpoints (OpenAI, Ollama, vLLM, llama.cpp) over pooled httpx clients."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import StreamInterrupted, UpstreamError
+from ..policy.schema import BackendConfig
+from .base import error_for_status, parse_retry_after
+from .sse import DONE, parse_data_line
+
+__all__ = ["OpenAICompatibleClient"]
+
+_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
+
+
+class OpenAICompatibleClient:
+    """Calls ``{base_url}/chat/completions``; one sync and one async pool, made once."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.name = config.name
+        endpoint = config.endpoint
+        if endpoint is None:
+            raise ValueError(f"backend {config.name!r} has no base_url")
+        self._url = endpoint + "/chat/completions"
+        self._embeddings_url = endpoint + "/embeddings"
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        self._key_env = config.api_key_env
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+
+    # The key is read from the environment per client, never stored in config or logs.
+    def _auth_headers(self) -> dict[str, str]:
+        headers = dict(self._headers)
+        if self._key_env:
+            key = os.environ.get(self._key_env)
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    @property
+    def sync_client(self) -> httpx.Client:
+        if self._sync is None:
+            self._sync = httpx.Client(headers=self._auth_headers(), limits=_LIMITS)
+        return self._sync
+
+    @property
+    def async_client(self) -> httpx.AsyncClient:
+        if self._async is None:
+            self._async = httpx.AsyncClient(headers=self._auth_headers(), limits=_LIMITS)
+        return self._async
+
+    # --- plain calls -------------------------------------------------------------------------
+
+    def complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            response = self.sync_client.post(self._url, json=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._decode(response.status_code, response.headers, response.content)
+
+    async def acomplete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            response = await self.async_client.post(self._url, json=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._decode(response.status_code, response.headers, response.content)
+
+    def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            response = self.sync_client.post(self._embeddings_url, json=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return self._decode(response.status_code, response.headers, response.content)
+
+    # --- streams -------------------------------------------------------------------------------
+
+    def stream(self, body: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+        """Chunks as dicts. The request is sent on the first ``next()``."""
+        started = False
+        try:
+            with self.sync_client.stream("POST", self._url, json=body, timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp.status_code, resp.headers, resp.content)
+                finished = False
+                for line in resp.iter_lines():
+                    event = self._event(line)
+                    if event is DONE:
+                        finished = True
+                        break
+                    if isinstance(event, dict):
+                        started = True
+                        finished = finished or _has_finish_reason(event)
+                        yield event
+                self._check_complete(finished)
+        except httpx.HTTPError as exc:
+            raise self._stream_error(exc, started) from None
+
+    async def astream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
+        started = False
+        try:
+            async with self.async_client.stream(
+                "POST", self._url, json=body, timeout=timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    self._decode(resp.status_code, resp.headers, resp.content)
+                finished = False
+                async for line in resp.aiter_lines():
+                    event = self._event(line)
+                    if event is DONE:
+                        finished = True
+                        break
+                    if isinstance(event, dict):
+                        started = True
+                        finished = finished or _has_finish_reason(event)
+                        yield event
+                self._check_complete(finished)
+        except httpx.HTTPError as exc:
+            raise self._stream_error(exc, started) from None
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _event(self, line: str) -> dict[str, Any] | object | None:
+        try:
+            event = parse_data_line(line)
+        except ValueError:
+            raise StreamInterrupted(
+                f"backend {self.name!r} sent a malformed stream event", backend=self.name
+            ) from None
+        if isinstance(event, dict) and "error" in event and "choices" not in event:
+            detail = event["error"]
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            raise StreamInterrupted(
+                f"backend {self.name!r} reported an error mid-stream: {message}",
+                backend=self.name,
+            )
+        return event
+
+    def _check_complete(self, finished: bool) -> None:
+        if not finished:
+            raise StreamInterrupted(
+                f"backend {self.name!r} closed the stream before it finished", backend=self.name
+            )
+
+    def _decode(self, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
+        if status >= 400:
+            raise error_for_status(
+                self.name,
+                status,
+                _error_detail(content),
+                parse_retry_after(headers.get("retry-after")),
+            )
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise UpstreamError(
+                f"backend {self.name!r} answered with malformed JSON",
+                kind="bad_response",
+                backend=self.name,
+                status=status,
+            ) from None
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                f"backend {self.name!r} answered with a JSON {type(data).__name__}, not an object",
+                kind="bad_response",
+                backend=self.name,
+                status=status,
+            )
+        return data
+
+    def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
+        kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+        return UpstreamError(
+            f"backend {self.name!r}: {kind} ({type(exc).__name__})", kind=kind, backend=self.name
+        )
+
+    def _stream_error(self, exc: httpx.HTTPError, started: bool) -> UpstreamError:
+        if started:
+            return StreamInterrupted(
+                f"backend {self.name!r} stream broke after it started ({type(exc).__name__})",
+                backend=self.name,
+            )
+        return self._transport_error(exc)
+
+
+def _has_finish_reason(event: dict[str, Any]) -> bool:
+    choices = event.get("choices")
+    if not isinstance(choices, list):
+        return False
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+def _error_detail(content: bytes) -> str:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content[:200].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return str(data)[:200]
+

@@ -1,0 +1,150 @@
+"""The labelled-prompt JSONL format shared by ``train``, ``calibrate`` and ``eval``.
+
+One JSON object per line::
+
+    {"id": "mmlu-17", "prompt": "..." | "messages": [...],
+     "scores": {"backend": 0.0-1.0 or null}, "costs": {"backend": usd},
+     "usage": {"backend": {"prompt_tokens": n, "completion_tokens": n}},
+     "task": "mmlu", "level": 3}
+
+``scores`` null (or absent) means unknown, never 0. ``task`` and ``level`` (an ordinal
+difficulty label such as MATH's 1-5) are optional extras the trainer uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmrouter.tokens import message_text
+
+__all__ = ["DataError", "Record", "read_jsonl", "record_from_json", "write_jsonl"]
+
+
+class DataError(ValueError):
+    """A data file line that does not follow the format (message names file and line)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Record:
+    id: str
+    text: str
+    scores: dict[str, float] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    task: str | None = None
+    level: int | None = None
+    messages: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.messages is not None:
+            out["messages"] = self.messages
+        else:
+            out["prompt"] = self.text
+        out["scores"] = self.scores
+        if self.costs:
+            out["costs"] = self.costs
+        if self.usage:
+            out["usage"] = {
+                k: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
+                for k, u in self.usage.items()
+            }
+        if self.task is not None:
+            out["task"] = self.task
+        if self.level is not None:
+            out["level"] = self.level
+        return out
+
+
+def _text_of(obj: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
+    if isinstance(obj.get("prompt"), str):
+        return obj["prompt"], None
+    messages = obj.get("messages")
+    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+        return "\n".join(message_text(m) for m in messages), messages
+    raise ValueError('needs "prompt" (string) or "messages" (list of objects)')
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def record_from_json(obj: Any) -> Record:
+    """Validate one decoded line; raises ValueError saying what is wrong."""
+    if not isinstance(obj, dict):
+        raise ValueError("each line must be a JSON object")
+    text, messages = _text_of(obj)
+    scores: dict[str, float] = {}
+    for name, value in (obj.get("scores") or {}).items():
+        if value is None:
+            continue
+        score = _number(value, f"scores[{name!r}]")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"scores[{name!r}] must be in [0, 1], got {score}")
+        scores[str(name)] = score
+    costs = {str(k): _number(v, f"costs[{k!r}]") for k, v in (obj.get("costs") or {}).items()}
+    usage: dict[str, Usage] = {}
+    for name, u in (obj.get("usage") or {}).items():
+        if not isinstance(u, dict):
+            raise ValueError(f"usage[{name!r}] must be an object")
+        usage[str(name)] = Usage(
+            int(_number(u.get("prompt_tokens", 0), "prompt_tokens")),
+            int(_number(u.get("completion_tokens", 0), "completion_tokens")),
+        )
+    level = obj.get("level")
+    return Record(
+        id=str(obj.get("id", "")),
+        text=text,
+        scores=scores,
+        costs=costs,
+        usage=usage,
+        task=str(obj["task"]) if obj.get("task") is not None else None,
+        level=int(level) if level is not None else None,
+        messages=messages,
+    )
+
+
+def _iter_file(path: Path) -> Iterator[Record]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = record_from_json(json.loads(line))
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"{path}:{number}: {exc}") from None
+            if not record.id:
+                record.id = f"{path.stem}-{number}"
+            yield record
+
+
+def read_jsonl(paths: Iterable[str | Path]) -> list[Record]:
+    """All records of the given files, in order; raises DataError on a malformed line."""
+    records: list[Record] = []
+    for path in paths:
+        records.extend(_iter_file(Path(path)))
+    return records
+
+
+def write_jsonl(records: Iterable[Record], path: str | Path) -> int:
+    count = 0
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    return count

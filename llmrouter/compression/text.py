@@ -1,0 +1,179 @@
+"""Splitting prompt text into blocks and sentences, and into words for lexical scoring.
+
+Every stage works on the same segmentation so that code, JSON and tool schemas are
+recognised once and never touched by a stage that only understands prose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "STOPWORDS",
+    "Block",
+    "content_words",
+    "looks_like_code",
+    "split_blocks",
+    "split_sentences",
+    "stem",
+    "words",
+]
+
+# A compact English stop list: function words that carry no evidence on their own.
+STOPWORDS: frozenset[str] = frozenset(
+    """
+    a about above after again against all am an and any are aren't as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just let me more most my myself no nor not of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them themselves
+    then there these they this those through to too under until up very was we were what when
+    where which while who whom why will with would you your yours yourself yourselves also may
+    might must shall s t d ll m re ve y o don didn doesn isn wasn weren won wouldn shouldn couldn
+    hasn haven hadn mustn via per upon within without however thus therefore etc e g ie eg
+    """.split()
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n")
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace
+# and an upper-case letter, digit or opening mark; or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[A-Z0-9])|\n+")
+_CODE_LINE = re.compile(
+    r"^\s*(def |class |import |from \S+ import|return\b|if .*:$|for .*:$|while .*:$|#include|"
+    r"function\b|const |let |var |public |private |\}|\{|<\?php|SELECT |INSERT |[A-Za-z_][\w.]*\(.*\);?$)"
+)
+_SUFFIXES = ("ization", "ational", "fulness", "iveness", "ations", "ation", "ments", "ment",
+             "ness", "ings", "ing", "ies", "ied", "ers", "ed", "es", "er", "ly", "s")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of text between blank lines, or a whole fenced code block.
+
+    ``start``/``end`` index the original string so stages can rebuild text exactly.
+    ``protected`` blocks (code, JSON) are kept verbatim by lossy stages.
+    """
+
+    start: int
+    end: int
+    text: str
+    kind: str  # "prose" | "code" | "json"
+
+    @property
+    def protected(self) -> bool:
+        return self.kind != "prose"
+
+
+def looks_like_json(text: str) -> bool:
+    stripped = text.strip()
+    if len(stripped) < 2 or stripped[0] not in "[{" or stripped[-1] not in "]}":
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def looks_like_code(text: str) -> bool:
+    """Unfenced code: most non-empty lines look like statements or are indented."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) < 2:
+        return False
+    codey = sum(
+        1
+        for line in lines
+        if _CODE_LINE.match(line) or line.rstrip().endswith((";", "{", "}", "):"))
+    )
+    return codey / len(lines) >= 0.5
+
+
+def _classify(text: str) -> str:
+    if looks_like_json(text):
+        return "json"
+    if looks_like_code(text):
+        return "code"
+    return "prose"
+
+
+def split_blocks(text: str) -> list[Block]:
+    """Blocks in order; fenced code is one block even when it contains blank lines."""
+    blocks: list[Block] = []
+    cursor = 0
+    for fence in _FENCE.finditer(text):
+        blocks.extend(_split_paragraphs(text, cursor, fence.start()))
+        blocks.append(Block(fence.start(), fence.end(), fence.group(0), "code"))
+        cursor = fence.end()
+    blocks.extend(_split_paragraphs(text, cursor, len(text)))
+    return blocks
+
+
+def _split_paragraphs(text: str, start: int, end: int) -> list[Block]:
+    blocks: list[Block] = []
+    cursor = start
+    segment = text[start:end]
+    for gap in _BLANK_LINES.finditer(segment):
+        _append_block(blocks, text, cursor, start + gap.start())
+        cursor = start + gap.end()
+    _append_block(blocks, text, cursor, end)
+    return blocks
+
+
+def _append_block(blocks: list[Block], text: str, start: int, end: int) -> None:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return
+    offset = piece.index(stripped[0])
+    start += offset
+    end = start + len(stripped)
+    blocks.append(Block(start, end, stripped, _classify(stripped)))
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) spans of sentences and lines in ``text``; whitespace between is excluded."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for boundary in _SENTENCE_END.finditer(text):
+        end = boundary.start()
+        # keep closing quotes/brackets with the sentence they close
+        while end < boundary.end() and not text[end].isspace():
+            end += 1
+        if text[cursor:end].strip():
+            spans.append(_strip_span(text, cursor, end))
+        cursor = boundary.end()
+    if text[cursor:].strip():
+        spans.append(_strip_span(text, cursor, len(text)))
+    return spans
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """A light suffix stripper: enough to match "restructuring" with "restructure"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters, digits and underscores)."""
+    return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> list[str]:
+    """Stemmed words minus stop words: the terms lexical relevance is computed on."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]

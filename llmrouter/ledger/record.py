@@ -1,0 +1,44 @@
+"""One ledger row: everything recorded about a call, never its prompt unless opted in."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["COLUMNS", "CallRecord"]
+
+
+@dataclass(slots=True)
+class CallRecord:
+    ts: float
+    request_id: str
+    backend: str
+    provider_model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    usage_source: str
+    cost_usd: float
+    baseline_cost_usd: float
+    latency_ms: float
+    ttft_ms: float | None
+    cache: str
+    complexity: float | None
+    decision_reason: str
+    outcome: str
+    error_kind: str | None = None
+    fallback_from: str | None = None
+    attempts: int = 1
+    user: str | None = None
+    tags: list[str] = field(default_factory=list)
+    stream: bool = False
+    tokens_before_compression: int | None = None
+    compression_saved_usd: float = 0.0
+    api_key_id: str | None = None
+    prompt: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))

@@ -1,0 +1,209 @@
+"""The embedded spend ledger: SQLite in WAL mode, written off the request path.
+
+Rows go into a queue; one writer thread inserts them in batches. ``flush()``
+waits until everything queued is on disk, and ``close()`` flushes, so a clean
+shutdown never loses a row. ``sync=True`` commits before ``record`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .record import COLUMNS, CallRecord
+
+__all__ = ["SQLiteLedger"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        request_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        provider_model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        usage_source TEXT NOT NULL,
+        cost_usd REAL NOT NULL,
+        baseline_cost_usd REAL NOT NULL,
+        latency_ms REAL NOT NULL,
+        ttft_ms REAL,
+        cache TEXT NOT NULL,
+        complexity REAL,
+        decision_reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error_kind TEXT,
+        fallback_from TEXT,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        user TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        stream INTEGER NOT NULL DEFAULT 0,
+        tokens_before_compression INTEGER,
+        compression_saved_usd REAL NOT NULL DEFAULT 0,
+        api_key_id TEXT,
+        prompt TEXT
+    );
+    CREATE UNIQUE INDEX calls_request_id ON calls(request_id);
+    CREATE INDEX calls_ts ON calls(ts);
+    CREATE INDEX calls_backend_ts ON calls(backend, ts);
+    """,
+)
+
+_STOP = object()
+
+
+class SQLiteLedger:
+    def __init__(self, path: str | Path, *, sync: bool = False) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sync = sync
+        self._migrate()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._insert = (
+            f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+        )
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+
+    # --- schema ----------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def _migrate(self) -> None:
+        with self._connect() as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+                connection.executescript(script)
+                connection.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        connection.close()
+
+    @property
+    def schema_version(self) -> int:
+        return len(_MIGRATIONS)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def record(self, record: CallRecord) -> None:
+        if self._closed:
+            raise RuntimeError("the ledger is closed")
+        values = self._values(record)
+        if self.sync:
+            with self._connect() as connection:
+                connection.execute(self._insert, values)
+            connection.close()
+            return
+        self._ensure_writer()
+        self._queue.put(values)
+
+    def flush(self) -> None:
+        """Block until every queued row is committed."""
+        if self._writer is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+
+    def _values(self, record: CallRecord) -> tuple[Any, ...]:
+        row = record.as_row()
+        row["tags"] = json.dumps(row["tags"])
+        row["stream"] = int(row["stream"])
+        return tuple(row[column] for column in COLUMNS)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="llmrouter-ledger", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        connection = self._connect()
+        try:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                while len(batch) < 500:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                rows = [b for b in batch if b is not _STOP]
+                try:
+                    if rows:
+                        with connection:
+                            connection.executemany(self._insert, rows)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+                if len(rows) != len(batch):
+                    return
+        finally:
+            connection.close()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connect()
+        connection.row_factory = sqlite3.Row
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        self.flush()
+        where, args = _window(since, until)
+        with self._reader() as connection:
+            cursor = connection.execute(f"SELECT * FROM calls {where} ORDER BY id", args)
+            result = []
+            for row in cursor:
+                item = dict(row)
+                item["tags"] = json.loads(item["tags"])
+                item["stream"] = bool(item["stream"])
+                result.append(item)
+            return result
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run a read-only aggregate query (used by reports)."""
+        self.flush()
+        with self._reader() as connection:
+            return [dict(row) for row in connection.execute(sql, args)]
+
+
+def _window(since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+    clauses = []
+    args: list[Any] = []
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        args.append(until)
+    return ("WHERE " + " AND ".join(clauses) if clauses else "", tuple(args))

@@ -1,0 +1,275 @@
+"""The policy schema: what a YAML policy may say, validated by pydantic.
+
+Every model forbids unknown keys, so a typo is an error that names the key
+rather than a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+__all__ = [
+    "OPENAI_COMPATIBLE_PROVIDERS",
+    "BackendConfig",
+    "CacheConfig",
+    "Capability",
+    "CircuitBreakerConfig",
+    "CompressionConfig",
+    "FallbackConfig",
+    "LedgerConfig",
+    "Policy",
+    "Price",
+    "RoutingConfig",
+    "SemanticCacheConfig",
+    "ServerConfig",
+]
+
+Capability = Literal["tools", "vision", "json"]
+
+# Providers reached over plain httpx with the OpenAI wire format, and their default base URL.
+OPENAI_COMPATIBLE_PROVIDERS: dict[str, str | None] = {
+    "openai-compatible": None,
+    "openai": "https://api.openai.com/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "vllm": None,
+    "llamacpp": None,
+}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+
+
+class Price(StrictModel):
+    """USD per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """Dollar cost of a call; cached prompt tokens at the cached rate when one is known."""
+        cached_rate = (
+            self.cached_input_per_million
+            if self.cached_input_per_million is not None
+            else self.input_per_million
+        )
+        uncached = max(prompt_tokens - cached_tokens, 0)
+        return (
+            uncached * self.input_per_million
+            + cached_tokens * cached_rate
+            + completion_tokens * self.output_per_million
+        ) / 1_000_000
+
+
+class BackendConfig(StrictModel):
+    """One model the router may send a request to."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)
+    provider: str = "openai-compatible"
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    price: Price | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    capabilities: list[Capability] = Field(default_factory=list)
+    quality: float = Field(default=0.5, gt=0, lt=1)
+    latency_slo_ms: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    stream_usage: bool = True
+    embeddings: bool = False
+    calibration: dict[str, float] | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider_shape(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError("provider must be a non-empty word such as 'openai-compatible'")
+        return value
+
+    @model_validator(mode="after")
+    def _base_url_where_needed(self) -> BackendConfig:
+        if self.openai_compatible:
+            if self.base_url is None and OPENAI_COMPATIBLE_PROVIDERS[self.provider] is None:
+                raise ValueError(
+                    f"provider {self.provider!r} needs base_url (e.g. http://127.0.0.1:8080/v1)"
+                )
+            url = self.endpoint
+            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+        return self
+
+    @property
+    def openai_compatible(self) -> bool:
+        return self.provider in OPENAI_COMPATIBLE_PROVIDERS
+
+    @property
+    def endpoint(self) -> str | None:
+        """The base URL calls go to (None for litellm providers without one)."""
+        if self.base_url is not None:
+            return self.base_url.rstrip("/")
+        return OPENAI_COMPATIBLE_PROVIDERS.get(self.provider)
+
+    @property
+    def litellm_model(self) -> str:
+        """The model string litellm expects: ``provider/model``."""
+        if self.provider in ("litellm", "openai-compatible"):
+            return self.model
+        prefix = f"{self.provider}/"
+        return self.model if self.model.startswith(prefix) else prefix + self.model
+
+    @property
+    def is_local(self) -> bool:
+        """True when the endpoint is on this machine (loopback): priced at 0 by default."""
+        url = self.endpoint
+        if url is None:
+            return False
+        host = urlsplit(url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def resolved_price(self) -> Price:
+        """The price after policy loading filled defaults in (always set on a loaded policy)."""
+        if self.price is None:
+            raise RuntimeError(f"backend {self.name!r} has no price; load it with load_policy()")
+        return self.price
+
+    @property
+    def resolved_context_window(self) -> int:
+        if self.context_window is None:
+            raise RuntimeError(f"backend {self.name!r} has no context window; use load_policy()")
+        return self.context_window
+
+
+class RoutingConfig(StrictModel):
+    quality_floor: float = Field(default=0.7, ge=0, le=1)
+    reference: str | None = None
+    expected_output_tokens: int = Field(default=256, gt=0)
+    predictor: Literal["learned", "heuristic"] = "learned"
+    sticky_conversations: bool = True
+
+
+class CircuitBreakerConfig(StrictModel):
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_after_s: float = Field(default=30.0, gt=0)
+
+
+class FallbackConfig(StrictModel):
+    """What happens when a backend fails: retries on it, then the next candidate."""
+
+    enabled: bool = True
+    max_backends: int = Field(default=3, ge=1)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_initial_s: float = Field(default=0.25, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    deadline_s: float = Field(default=120.0, gt=0)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+
+
+class SemanticCacheConfig(StrictModel):
+    enabled: bool = False
+    threshold: float = Field(default=0.92, gt=0, le=1)
+    embedding_backend: str | None = None
+    max_entries: int = Field(default=100_000, gt=0)
+
+
+class CacheConfig(StrictModel):
+    enabled: bool = True
+    path: str = ".llmrouter/cache"
+    ttl_s: float | None = Field(default=86_400.0, gt=0)
+    max_size_mb: int = Field(default=512, gt=0)
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
+
+
+class LedgerConfig(StrictModel):
+    enabled: bool = True
+    url: str = "sqlite:///.llmrouter/ledger.db"
+    store_prompts: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _supported_scheme(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("ledger url must be sqlite:///PATH")
+        return value
+
+
+class CompressionConfig(StrictModel):
+    enabled: bool = False
+    stages: list[str] = Field(default_factory=lambda: ["normalize", "dedupe", "trim", "extract"])
+    ratio: float | None = Field(default=None, ge=1)
+    min_tokens: int = Field(default=1000, ge=0)
+    budget_tokens: int | None = Field(default=None, gt=0)
+    preserve_code: bool = True
+
+
+class ServerConfig(StrictModel):
+    """Sidecar settings: keys clients must present (named by env var), body size limit."""
+
+    api_keys_env: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+
+class Policy(StrictModel):
+    version: Literal[1] = 1
+    backends: list[BackendConfig] = Field(min_length=1)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> Policy:
+        seen: set[str] = set()
+        for backend in self.backends:
+            if backend.name in seen:
+                raise ValueError(f"duplicate backend name {backend.name!r}")
+            seen.add(backend.name)
+        names = ", ".join(sorted(seen))
+        if self.routing.reference is not None and self.routing.reference not in seen:
+            raise ValueError(
+                f"routing.reference {self.routing.reference!r} is not a backend; one of: {names}"
+            )
+        embed = self.cache.semantic.embedding_backend
+        if embed is not None and embed not in seen:
+            raise ValueError(
+                f"cache.semantic.embedding_backend {embed!r} is not a backend; one of: {names}"
+            )
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """The file this policy was loaded from, if any."""
+        return self._source
+
+    def backend(self, name: str) -> BackendConfig | None:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        return None
+
+    @property
+    def reference_backend(self) -> BackendConfig:
+        """The 'without routing' baseline: the named reference, else the best-rated backend."""
+        if self.routing.reference is not None:
+            found = self.backend(self.routing.reference)
+            if found is not None:
+                return found
+        return max(self.backends, key=lambda b: b.quality)

@@ -1,0 +1,125 @@
+"""OpenAI-shaped responses, plus the router's own metadata on ``.router``.
+
+Field names follow OpenAI's chat completion objects; unknown upstream fields
+are kept (``extra="allow"``) so nothing a provider adds is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+if TYPE_CHECKING:
+    from .routing.decision import Decision
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "Choice",
+    "ChunkChoice",
+    "Delta",
+    "RouterInfo",
+    "Usage",
+]
+
+
+class _OpenAIModel(BaseModel):
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+
+class Usage(_OpenAIModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
+
+
+class ChatCompletionMessage(_OpenAIModel):
+    role: str = "assistant"
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+
+class Choice(_OpenAIModel):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class Delta(_OpenAIModel):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChunkChoice(_OpenAIModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+@dataclass(slots=True)
+class RouterInfo:
+    """What the router did for one call: where it went, what it cost, what it saved."""
+
+    request_id: str
+    backend: str
+    provider_model: str
+    decision: Decision | None
+    cost_usd: float
+    baseline_cost_usd: float
+    cache: Literal["hit", "miss", "off"]
+    latency_ms: float
+    ttft_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    usage_source: Literal["provider", "tiktoken", "cache"] = "provider"
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "ok"
+    tokens_before_compression: int | None = None
+    compression_saved_usd: float = 0.0
+
+    @property
+    def saved_usd(self) -> float:
+        return self.baseline_cost_usd - self.cost_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decision"] = self.decision.to_dict() if self.decision is not None else None
+        data["saved_usd"] = self.saved_usd
+        return data
+
+
+class ChatCompletion(_OpenAIModel):
+    id: str
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+    _router: RouterInfo | None = PrivateAttr(default=None)
+
+    @property
+    def router(self) -> RouterInfo:
+        if self._router is None:
+            raise AttributeError("this completion did not come through a Router")
+        return self._router
+
+
+class ChatCompletionChunk(_OpenAIModel):
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice]
+    usage: Usage | None = None

@@ -1,0 +1,722 @@
+"""The Router: one request's whole journey, top to bottom.
+
+``complete`` reads as the pipeline it runs: understand the request, decide
+where it goes (score + select), serve it from cache if possible, compress it,
+call the backend with retries and fallback, then price and record the call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .accounting import Spend, completion_text, measure_spend
+from .backends import BackendClient, client_for
+from .cache import ExactCache, cache_key
+from .errors import InvalidRequest, StreamInterrupted, UnknownBackend, UpstreamError
+from .ledger import CallRecord, SQLiteLedger, open_ledger
+from .policy import BackendConfig, Policy, load_policy
+from .resilience import Attempt, CallBudget, async_retrying, retrying
+from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
+from .routing import (
+    CircuitBreaker,
+    Decision,
+    LatencyTracker,
+    Limits,
+    QualityPredictor,
+    RequestFacts,
+    analyze_request,
+    select,
+    validate_messages,
+)
+from .streaming import AsyncCompletionStream, CompletionStream, StreamAccumulator, replay_chunks
+
+__all__ = ["CallOptions", "Router"]
+
+# Per-call knobs that steer the router and are never sent upstream.
+_ROUTER_OPTIONS = ("quality_floor", "max_cost_usd", "max_latency_ms", "tags", "cache")
+
+
+@dataclass(slots=True)
+class CallOptions:
+    quality_floor: float | None = None
+    max_cost_usd: float | None = None
+    max_latency_ms: float | None = None
+    user: str | None = None
+    tags: list[str] = field(default_factory=list)
+    cache: bool = True
+
+    @classmethod
+    def take(cls, params: dict[str, Any]) -> CallOptions:
+        """Remove router options from ``params`` (in place) and validate them."""
+        options = cls(user=params.get("user"))
+        for name in _ROUTER_OPTIONS:
+            if name in params:
+                setattr(options, name, params.pop(name))
+        if options.quality_floor is not None and not (
+            isinstance(options.quality_floor, (int, float)) and 0 <= options.quality_floor <= 1
+        ):
+            raise InvalidRequest("quality_floor must be a number in [0, 1]", param="quality_floor")
+        for name in ("max_cost_usd", "max_latency_ms"):
+            value = getattr(options, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise InvalidRequest(f"{name} must be a positive number", param=name)
+        if isinstance(options.tags, str):
+            options.tags = [t.strip() for t in options.tags.split(",") if t.strip()]
+        if not isinstance(options.tags, list) or not all(isinstance(t, str) for t in options.tags):
+            raise InvalidRequest("tags must be a list of strings", param="tags")
+        if options.user is not None and not isinstance(options.user, str):
+            raise InvalidRequest("user must be a string", param="user")
+        return options
+
+
+@dataclass(slots=True)
+class _Call:
+    """Everything about one call in flight; built once, passed along, never re-derived."""
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    options: CallOptions
+    facts: RequestFacts
+    decision: Decision
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[Attempt] = field(default_factory=list)
+    key: str | None = None
+    tokens_before_compression: int | None = None
+
+
+class Router:
+    """Routes chat requests across the backends of a policy."""
+
+    def __init__(
+        self,
+        policy: Policy | str | Path | None = None,
+        *,
+        predictor: QualityPredictor | None = None,
+    ) -> None:
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self._backends: dict[str, BackendConfig] = {b.name: b for b in self.policy.backends}
+        self._clients: dict[str, BackendClient] = {
+            name: client_for(config) for name, config in self._backends.items()
+        }
+        self._reference = self.policy.reference_backend
+        self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
+        self.latency = LatencyTracker()
+        breaker = self.policy.fallback.circuit_breaker
+        self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
+        cache = self.policy.cache
+        self.cache = ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
+        self.ledger: SQLiteLedger | None = (
+            open_ledger(self.policy.ledger) if self.policy.ledger.enabled else None
+        )
+        # Load the tokenizer now, so the first request does not pay for it.
+        analyze_request([{"role": "user", "content": "warm up"}], {})
+
+    @property
+    def backends(self) -> list[str]:
+        return list(self._backends)
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def route(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> Decision:
+        """Where this request would go, and why; no call is made."""
+        model = params.pop("model", "auto")
+        options = CallOptions.take(params)
+        checked = validate_messages(messages)
+        return self._decide(analyze_request(checked, params), options, model)
+
+    def _decide(self, facts: RequestFacts, options: CallOptions, model: str | None) -> Decision:
+        pinned = None
+        if model not in (None, "auto", ""):
+            if model not in self._backends:
+                raise UnknownBackend(str(model), self.backends)
+            pinned = model
+        routing = self.policy.routing
+        limits = Limits(
+            quality_floor=(
+                options.quality_floor if options.quality_floor is not None else routing.quality_floor
+            ),
+            expected_output_tokens=routing.expected_output_tokens,
+            max_cost_usd=options.max_cost_usd,
+            max_latency_ms=options.max_latency_ms,
+        )
+        profile = self.predictor.profile(facts.text, facts.token_ids)
+        return select(
+            facts,
+            profile,
+            self.policy.backends,
+            self.predictor,
+            limits,
+            self.latency,
+            self.health.allows,
+            pinned=pinned,
+        )
+
+    # --- completing ------------------------------------------------------------------------------
+
+    def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str = "auto",
+        stream: bool = False,
+        **params: Any,
+    ) -> ChatCompletion | CompletionStream:
+        """An OpenAI-shaped chat completion (or a stream of chunks), routed."""
+        call = self._prepare(messages, model, stream, params)
+        cached = self._cache_lookup(call)
+        if cached is not None:
+            if stream:
+                return self._replay(call, cached)
+            return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+        if stream:
+            return self._stream(call)
+        budget = CallBudget(self.policy.fallback.deadline_s)
+        for backend in self._plan(call):
+            response = self._call_backend(call, backend, budget)
+            if response is not None:
+                return self._finish(call, backend, response, ttft_ms=None)
+        raise self._fail(call)
+
+    async def acomplete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str = "auto",
+        stream: bool = False,
+        **params: Any,
+    ) -> ChatCompletion | AsyncCompletionStream:
+        """The async twin of :meth:`complete`."""
+        call = self._prepare(messages, model, stream, params)
+        cached = self._cache_lookup(call)
+        if cached is not None:
+            if stream:
+                return self._areplay(call, cached)
+            return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+        if stream:
+            return self._astream(call)
+        budget = CallBudget(self.policy.fallback.deadline_s)
+        for backend in self._plan(call):
+            response = await self._acall_backend(call, backend, budget)
+            if response is not None:
+                return self._finish(call, backend, response, ttft_ms=None)
+        raise self._fail(call)
+
+    # --- pipeline steps --------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str,
+        stream: bool,
+        params: dict[str, Any],
+    ) -> _Call:
+        params = dict(params)
+        options = CallOptions.take(params)
+        checked = validate_messages(messages)
+        facts = analyze_request(checked, params)
+        decision = self._decide(facts, options, model)
+        return _Call(
+            request_id=f"req_{uuid.uuid4().hex}",
+            messages=checked,
+            params=params,
+            options=options,
+            facts=facts,
+            decision=decision,
+            stream=stream,
+        )
+
+    def _plan(self, call: _Call) -> list[str]:
+        """The backends to try, in order: the choice, then fallbacks (not for a pinned call)."""
+        fallback = self.policy.fallback
+        if call.decision.pinned or not fallback.enabled:
+            return [call.decision.backend]
+        return [call.decision.backend, *call.decision.fallbacks()][: fallback.max_backends]
+
+    def _cache_lookup(self, call: _Call) -> dict[str, Any] | None:
+        if self.cache is None or not call.options.cache:
+            return None
+        backend = self._backends[call.decision.backend]
+        call.key = cache_key(
+            call.options.user or "", backend.name, backend.model, call.messages, call.params
+        )
+        return self.cache.get(call.key)
+
+    def _body(self, call: _Call, backend: BackendConfig, stream: bool) -> dict[str, Any]:
+        body = {**call.params, "model": backend.model, "messages": call.messages}
+        if stream:
+            body["stream"] = True
+            if backend.stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _call_backend(
+        self, call: _Call, name: str, budget: CallBudget
+    ) -> dict[str, Any] | None:
+        """One backend with retries; None when it failed for good (the next one is tried)."""
+        config = self._backends[name]
+        client = self._clients[name]
+        body = self._body(call, config, stream=False)
+        try:
+            for attempt in retrying(self.policy.fallback, budget):
+                with attempt:
+                    return self._attempt(call, name, lambda: client.complete(
+                        body, budget.timeout_for(config.timeout_s)
+                    ))
+        except UpstreamError:
+            return None
+        return None
+
+    async def _acall_backend(
+        self, call: _Call, name: str, budget: CallBudget
+    ) -> dict[str, Any] | None:
+        config = self._backends[name]
+        client = self._clients[name]
+        body = self._body(call, config, stream=False)
+        try:
+            async for attempt in async_retrying(self.policy.fallback, budget):
+                with attempt:
+                    began = time.perf_counter()
+                    self.health.begin(name)
+                    try:
+                        response = await client.acomplete(
+                            body, budget.timeout_for(config.timeout_s)
+                        )
+                    except UpstreamError as exc:
+                        self._attempt_failed(call, name, exc, began)
+                        raise
+                    self._attempt_ok(call, name, began)
+                    return response
+        except UpstreamError:
+            return None
+        return None
+
+    def _attempt(self, call: _Call, name: str, send: Any) -> dict[str, Any]:
+        began = time.perf_counter()
+        self.health.begin(name)
+        try:
+            response: dict[str, Any] = send()
+        except UpstreamError as exc:
+            self._attempt_failed(call, name, exc, began)
+            raise
+        self._attempt_ok(call, name, began)
+        return response
+
+    def _attempt_ok(self, call: _Call, name: str, began: float) -> None:
+        self.health.record_success(name)
+        call.attempts.append(Attempt(name, "ok", 200, (time.perf_counter() - began) * 1000))
+
+    def _attempt_failed(self, call: _Call, name: str, exc: UpstreamError, began: float) -> None:
+        self.health.record_failure(name)
+        call.attempts.append(
+            Attempt(name, exc.kind, exc.status, (time.perf_counter() - began) * 1000)
+        )
+
+    # --- streams ---------------------------------------------------------------------------------
+
+    def _stream(self, call: _Call) -> CompletionStream:
+        stream = CompletionStream(iter(()))
+        stream._chunks = self._stream_chunks(call, stream)
+        return stream
+
+    def _stream_chunks(self, call: _Call, stream: CompletionStream) -> Iterator[ChatCompletionChunk]:
+        budget = CallBudget(self.policy.fallback.deadline_s)
+        for name in self._plan(call):
+            opened = self._open_stream(call, name, budget)
+            if opened is None:
+                continue
+            events, first = opened
+            ttft_ms = (time.perf_counter() - call.started) * 1000
+            gathered = StreamAccumulator()
+            settled = False
+            try:
+                event: dict[str, Any] | None = first
+                while event is not None:
+                    gathered.add(event)
+                    yield ChatCompletionChunk.model_validate(event)
+                    event = next(events, None)
+                settled = True
+            except StreamInterrupted as exc:
+                settled = True
+                self._stream_broke(call, name, exc, gathered)
+                raise
+            finally:
+                if not settled:  # the caller stopped reading, or the generator was closed
+                    self._record_cancelled(call, name, gathered)
+            completion = self._finish(call, name, gathered.completion(), ttft_ms, gathered)
+            stream._router = completion.router
+            return
+        raise self._fail(call)
+
+    def _open_stream(
+        self, call: _Call, name: str, budget: CallBudget
+    ) -> tuple[Iterator[dict[str, Any]], dict[str, Any]] | None:
+        """Start a stream and read its first chunk, with retries: until the first chunk,
+        a failure is invisible to the caller and may be retried or fall back."""
+        config = self._backends[name]
+        client = self._clients[name]
+        body = self._body(call, config, stream=True)
+        try:
+            for attempt in retrying(self.policy.fallback, budget):
+                with attempt:
+                    events = client.stream(body, budget.timeout_for(config.timeout_s))
+                    first = self._attempt(call, name, lambda: _first(events, name))
+                    return events, first
+        except UpstreamError:
+            return None
+        return None
+
+    def _astream(self, call: _Call) -> AsyncCompletionStream:
+        stream = AsyncCompletionStream(_empty_async())
+        stream._chunks = self._astream_chunks(call, stream)
+        return stream
+
+    async def _astream_chunks(
+        self, call: _Call, stream: AsyncCompletionStream
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        budget = CallBudget(self.policy.fallback.deadline_s)
+        for name in self._plan(call):
+            opened = await self._aopen_stream(call, name, budget)
+            if opened is None:
+                continue
+            events, first = opened
+            ttft_ms = (time.perf_counter() - call.started) * 1000
+            gathered = StreamAccumulator()
+            settled = False
+            try:
+                event: dict[str, Any] | None = first
+                while event is not None:
+                    gathered.add(event)
+                    yield ChatCompletionChunk.model_validate(event)
+                    event = await anext(events, None)
+                settled = True
+            except StreamInterrupted as exc:
+                settled = True
+                self._stream_broke(call, name, exc, gathered)
+                raise
+            finally:
+                if not settled:  # the caller stopped reading, or the generator was closed
+                    self._record_cancelled(call, name, gathered)
+                    aclose = getattr(events, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            completion = self._finish(call, name, gathered.completion(), ttft_ms, gathered)
+            stream._router = completion.router
+            return
+        raise self._fail(call)
+
+    async def _aopen_stream(
+        self, call: _Call, name: str, budget: CallBudget
+    ) -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any]] | None:
+        config = self._backends[name]
+        client = self._clients[name]
+        body = self._body(call, config, stream=True)
+        try:
+            async for attempt in async_retrying(self.policy.fallback, budget):
+                with attempt:
+                    events = client.astream(body, budget.timeout_for(config.timeout_s))
+                    began = time.perf_counter()
+                    self.health.begin(name)
+                    try:
+                        first = await anext(events, None)
+                        if first is None:
+                            raise UpstreamError(
+                                f"backend {name!r} sent an empty stream",
+                                kind="bad_response",
+                                backend=name,
+                            )
+                    except UpstreamError as exc:
+                        self._attempt_failed(call, name, exc, began)
+                        raise
+                    self._attempt_ok(call, name, began)
+                    return events, first
+        except UpstreamError:
+            return None
+        return None
+
+    def _replay(self, call: _Call, cached: dict[str, Any]) -> CompletionStream:
+        completion = self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+        chunks = (ChatCompletionChunk.model_validate(c) for c in replay_chunks(cached))
+        stream = CompletionStream(chunks)
+        stream._router = completion.router
+        return stream
+
+    def _areplay(self, call: _Call, cached: dict[str, Any]) -> AsyncCompletionStream:
+        completion = self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+
+        async def chunks() -> AsyncIterator[ChatCompletionChunk]:
+            for chunk in replay_chunks(cached):
+                yield ChatCompletionChunk.model_validate(chunk)
+
+        stream = AsyncCompletionStream(chunks())
+        stream._router = completion.router
+        return stream
+
+    # --- finishing: price, record, cache -----------------------------------------------------------
+
+    def _finish(
+        self,
+        call: _Call,
+        name: str,
+        response: dict[str, Any],
+        ttft_ms: float | None,
+        gathered: StreamAccumulator | None = None,
+        hit: bool = False,
+    ) -> ChatCompletion:
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        config = self._backends[name]
+        try:
+            completion = ChatCompletion.model_validate(response)
+        except ValueError as exc:
+            error = UpstreamError(
+                f"backend {name!r} answered with an invalid completion: {exc.errors()[0]['msg']}"
+                if hasattr(exc, "errors")
+                else f"backend {name!r} answered with an invalid completion",
+                kind="bad_response",
+                backend=name,
+            )
+            self._record_failure(call, name, error, gathered)
+            raise error from None
+        text = gathered.text if gathered is not None else completion_text(response.get("choices"))
+        spend = measure_spend(
+            response.get("usage"),
+            call.facts.prompt_tokens,
+            text,
+            config.resolved_price,
+            self._reference.resolved_price,
+        )
+        if hit:
+            spend = Spend(
+                spend.prompt_tokens,
+                spend.completion_tokens,
+                0,
+                spend.usage_source,
+                0.0,
+                spend.baseline_cost_usd,
+            )
+        elif completion.usage is None:
+            # The provider sent no usage: report our tiktoken count (``usage_source`` says so).
+            completion.usage = Usage(
+                prompt_tokens=spend.prompt_tokens,
+                completion_tokens=spend.completion_tokens,
+                total_tokens=spend.prompt_tokens + spend.completion_tokens,
+            )
+        outcome = "ok" if name == call.decision.backend else "fallback"
+        cache_state: Literal["hit", "miss", "off"] = (
+            "hit" if hit else ("miss" if call.key is not None else "off")
+        )
+        info = RouterInfo(
+            request_id=call.request_id,
+            backend=name,
+            provider_model=config.model,
+            decision=call.decision,
+            cost_usd=spend.cost_usd,
+            baseline_cost_usd=spend.baseline_cost_usd,
+            cache=cache_state,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            prompt_tokens=spend.prompt_tokens,
+            completion_tokens=spend.completion_tokens,
+            cached_tokens=spend.cached_tokens,
+            usage_source="cache" if hit else spend.usage_source,
+            attempts=[a.to_dict() for a in call.attempts],
+            outcome=outcome,
+            tokens_before_compression=call.tokens_before_compression,
+        )
+        completion._router = info
+        if not hit:
+            self._observe_latency(name, ttft_ms, latency_ms, spend.completion_tokens)
+            if self.cache is not None and call.key is not None and name == call.decision.backend:
+                self.cache.put(call.key, _cacheable(response, spend))
+        self._record(call, info, error_kind=None)
+        return completion
+
+    def _observe_latency(
+        self, name: str, ttft_ms: float | None, latency_ms: float, completion_tokens: int
+    ) -> None:
+        if ttft_ms is not None:
+            self.latency.observe(name, ttft_ms, latency_ms, completion_tokens)
+            return
+        estimate = self.latency.get(name)
+        generation_ms = (
+            1000.0 * completion_tokens / estimate.tokens_per_s if estimate is not None else 0.0
+        )
+        self.latency.observe(name, max(latency_ms - generation_ms, 0.0), latency_ms, 0)
+
+    def _fail(self, call: _Call) -> UpstreamError:
+        """Every backend tried failed: record it once and say what happened."""
+        last = call.attempts[-1] if call.attempts else None
+        tried = ", ".join(dict.fromkeys(a.backend for a in call.attempts)) or call.decision.backend
+        kind = last.outcome if last is not None else "no_attempt"
+        error = UpstreamError(
+            f"all backends failed ({tried}); last error: {kind}"
+            + (f" (HTTP {last.status})" if last is not None and last.status else ""),
+            kind=kind,
+            backend=last.backend if last is not None else call.decision.backend,
+            status=last.status if last is not None else None,
+        )
+        self._record_failure(call, error.backend or call.decision.backend, error, None)
+        return error
+
+    def _record_failure(
+        self,
+        call: _Call,
+        name: str,
+        error: UpstreamError,
+        gathered: StreamAccumulator | None,
+    ) -> None:
+        info = self._partial_info(call, name, gathered, outcome="error")
+        self._record(call, info, error_kind=error.kind)
+
+    def _stream_broke(
+        self, call: _Call, name: str, error: StreamInterrupted, gathered: StreamAccumulator
+    ) -> None:
+        """A stream failed after its first chunk: the caller gets the error, never a short
+        answer that looks complete; the tokens already sent are billed and recorded."""
+        self.health.record_failure(name)
+        call.attempts.append(Attempt(name, error.kind, None, 0.0))
+        self._record_failure(call, name, error, gathered)
+
+    def _record_cancelled(
+        self, call: _Call, name: str, gathered: StreamAccumulator
+    ) -> None:
+        info = self._partial_info(call, name, gathered, outcome="cancelled")
+        self._record(call, info, error_kind="cancelled")
+
+    def _partial_info(
+        self, call: _Call, name: str, gathered: StreamAccumulator | None, outcome: str
+    ) -> RouterInfo:
+        """Metadata for a call that did not complete: tokens already streamed are billed."""
+        config = self._backends[name]
+        completion_tokens = 0
+        cost = baseline = 0.0
+        if gathered is not None and gathered.chunks:
+            spend = measure_spend(
+                gathered.usage,
+                call.facts.prompt_tokens,
+                gathered.text,
+                config.resolved_price,
+                self._reference.resolved_price,
+            )
+            completion_tokens, cost, baseline = (
+                spend.completion_tokens,
+                spend.cost_usd,
+                spend.baseline_cost_usd,
+            )
+        return RouterInfo(
+            request_id=call.request_id,
+            backend=name,
+            provider_model=config.model,
+            decision=call.decision,
+            cost_usd=cost,
+            baseline_cost_usd=baseline,
+            cache="miss" if call.key is not None else "off",
+            latency_ms=(time.perf_counter() - call.started) * 1000,
+            ttft_ms=None,
+            prompt_tokens=call.facts.prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_source="tiktoken",
+            attempts=[a.to_dict() for a in call.attempts],
+            outcome=outcome,
+        )
+
+    def _record(self, call: _Call, info: RouterInfo, error_kind: str | None) -> None:
+        if self.ledger is None:
+            return
+        fallback_from = call.decision.backend if info.backend != call.decision.backend else None
+        self.ledger.record(
+            CallRecord(
+                ts=time.time(),
+                request_id=info.request_id,
+                backend=info.backend,
+                provider_model=info.provider_model,
+                prompt_tokens=info.prompt_tokens,
+                completion_tokens=info.completion_tokens,
+                cached_tokens=info.cached_tokens,
+                usage_source=info.usage_source,
+                cost_usd=info.cost_usd,
+                baseline_cost_usd=info.baseline_cost_usd,
+                latency_ms=info.latency_ms,
+                ttft_ms=info.ttft_ms,
+                cache=info.cache,
+                complexity=call.decision.complexity,
+                decision_reason=call.decision.reason,
+                outcome=info.outcome,
+                error_kind=error_kind,
+                fallback_from=fallback_from,
+                attempts=max(len(call.attempts), 1 if info.cache != "hit" else 0),
+                user=call.options.user,
+                tags=call.options.tags,
+                stream=call.stream,
+                tokens_before_compression=info.tokens_before_compression,
+                compression_saved_usd=info.compression_saved_usd,
+                prompt=_prompt_text(call) if self.policy.ledger.store_prompts else None,
+            )
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush the ledger and close connections."""
+        for client in self._clients.values():
+            client.close()
+        if self.ledger is not None:
+            self.ledger.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _default_predictor(policy: Policy) -> QualityPredictor:
+    from .routing import HeuristicPredictor
+
+    return HeuristicPredictor()
+
+
+def _first(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:
+    first = next(events, None)
+    if first is None:
+        raise UpstreamError(
+            f"backend {name!r} sent an empty stream", kind="bad_response", backend=name
+        )
+    return first
+
+
+async def _empty_async() -> AsyncIterator[ChatCompletionChunk]:
+    for _ in ():
+        yield _
+
+
+def _cacheable(response: dict[str, Any], spend: Spend) -> dict[str, Any]:
+    """The stored answer, with the usage that was measured (so a hit can price its baseline)."""
+    stored = dict(response)
+    stored["usage"] = {
+        "prompt_tokens": spend.prompt_tokens,
+        "completion_tokens": spend.completion_tokens,
+        "total_tokens": spend.prompt_tokens + spend.completion_tokens,
+    }
+    return stored
+
+
+def _prompt_text(call: _Call) -> str:
+    return call.facts.text

@@ -1,0 +1,162 @@
+"""The decision rule: the cheapest backend likely enough to answer well.
+
+1. Exclude backends that cannot serve the request: context window, required
+   capabilities, circuit state, the per-call cost cap, the latency cap or SLO.
+2. Among the rest, those whose predicted probability of a good answer is at
+   least ``quality_floor`` compete on expected cost, ties broken by predicted
+   latency. If none clears the floor, the best-predicted one is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import ContextTooLarge, NoBackendAvailable
+from ..policy.schema import BackendConfig
+from .decision import Candidate, Decision
+from .latency import LatencyTracker
+from .predictor import PromptProfile, QualityPredictor
+from .request import RequestFacts
+
+__all__ = ["Limits", "select"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    quality_floor: float
+    expected_output_tokens: int
+    max_cost_usd: float | None = None
+    max_latency_ms: float | None = None
+
+
+def select(
+    facts: RequestFacts,
+    profile: PromptProfile,
+    backends: Sequence[BackendConfig],
+    predictor: QualityPredictor,
+    limits: Limits,
+    latency: LatencyTracker,
+    is_healthy: Callable[[str], bool],
+    pinned: str | None = None,
+) -> Decision:
+    output_tokens = limits.expected_output_tokens
+    if facts.max_tokens is not None:
+        output_tokens = min(output_tokens, facts.max_tokens)
+    needed_window = facts.prompt_tokens + (facts.max_tokens or 0)
+
+    candidates: list[Candidate] = []
+    for backend in backends:
+        price = backend.resolved_price
+        cost = (
+            facts.prompt_tokens * price.input_per_million
+            + output_tokens * price.output_per_million
+        ) / 1_000_000
+        estimate = latency.get(backend.name)
+        predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None
+        quality = predictor.probability(profile, backend)
+        candidate = Candidate(
+            name=backend.name,
+            predicted_quality=quality,
+            estimated_cost_usd=cost,
+            predicted_latency_ms=predicted_ms,
+            clears_floor=quality >= limits.quality_floor,
+        )
+        candidate.excluded_reason = _exclusion(
+            backend, candidate, facts, needed_window, limits, is_healthy
+        )
+        candidates.append(candidate)
+
+    eligible = [c for c in candidates if c.eligible]
+    passing = sorted(
+        (c for c in eligible if c.clears_floor),
+        key=lambda c: (c.estimated_cost_usd, _latency_key(c)),
+    )
+    failing = sorted(
+        (c for c in eligible if not c.clears_floor),
+        key=lambda c: (-c.predicted_quality, c.estimated_cost_usd),
+    )
+    excluded = [c for c in candidates if not c.eligible]
+    ranked = passing + failing + excluded
+
+    if pinned is not None:
+        chosen = next(c for c in candidates if c.name == pinned)
+        if chosen.excluded_reason and chosen.excluded_reason.startswith("context window"):
+            raise ContextTooLarge(f"backend {pinned!r}: {chosen.excluded_reason}")
+        reason = f"pinned to {pinned} by the caller"
+    elif passing:
+        chosen = passing[0]
+        reason = (
+            f"cheapest of {len(passing)} backend(s) predicted ≥ {limits.quality_floor:.2f} "
+            f"(p={chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f})"
+        )
+    elif failing:
+        chosen = failing[0]
+        reason = (
+            f"no backend predicted ≥ {limits.quality_floor:.2f}; best predicted is "
+            f"{chosen.name} (p={chosen.predicted_quality:.2f})"
+        )
+    else:
+        raise _nothing_serves(facts, needed_window, backends, candidates)
+
+    return Decision(
+        backend=chosen.name,
+        candidates=ranked,
+        complexity=profile.complexity,
+        reason=reason,
+        quality_floor=limits.quality_floor,
+        prompt_tokens=facts.prompt_tokens,
+        signals=list(profile.signals),
+        pinned=pinned is not None,
+    )
+
+
+def _latency_key(candidate: Candidate) -> float:
+    return candidate.predicted_latency_ms if candidate.predicted_latency_ms is not None else 0.0
+
+
+def _exclusion(
+    backend: BackendConfig,
+    candidate: Candidate,
+    facts: RequestFacts,
+    needed_window: int,
+    limits: Limits,
+    is_healthy: Callable[[str], bool],
+) -> str | None:
+    window = backend.resolved_context_window
+    if needed_window > window:
+        return f"context window {window} < {needed_window} tokens needed"
+    missing = sorted(need for need in facts.needs if not backend.supports(need))
+    if missing:
+        return f"lacks capability: {', '.join(missing)}"
+    if not is_healthy(backend.name):
+        return "circuit open after repeated failures"
+    if limits.max_cost_usd is not None and candidate.estimated_cost_usd > limits.max_cost_usd:
+        return (
+            f"estimated ${candidate.estimated_cost_usd:.6f} > max_cost_usd ${limits.max_cost_usd}"
+        )
+    predicted = candidate.predicted_latency_ms
+    if predicted is not None:
+        if limits.max_latency_ms is not None and predicted > limits.max_latency_ms:
+            return f"predicted {predicted:.0f} ms > max_latency_ms {limits.max_latency_ms:.0f}"
+        if backend.latency_slo_ms is not None and predicted > backend.latency_slo_ms:
+            return f"predicted {predicted:.0f} ms > its latency SLO {backend.latency_slo_ms:.0f}"
+    return None
+
+
+def _nothing_serves(
+    facts: RequestFacts,
+    needed_window: int,
+    backends: Sequence[BackendConfig],
+    candidates: list[Candidate],
+) -> Exception:
+    if all(c.excluded_reason and c.excluded_reason.startswith("context") for c in candidates):
+        largest = max(backends, key=lambda b: b.resolved_context_window)
+        short = needed_window - largest.resolved_context_window
+        return ContextTooLarge(
+            f"the request needs {needed_window} tokens ({facts.prompt_tokens} prompt + "
+            f"{facts.max_tokens or 0} max_tokens) but the largest context window is "
+            f"{largest.name!r} with {largest.resolved_context_window}: {short} tokens too many"
+        )
+    reasons = "; ".join(f"{c.name}: {c.excluded_reason}" for c in candidates)
+    return NoBackendAvailable(f"no backend can serve this request ({reasons})")
