@@ -61,7 +61,9 @@ def _is_retryable(exc: BaseException) -> bool:
 class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
     def __init__(self, config: FallbackConfig) -> None:
         self._backoff = tenacity.wait_exponential_jitter(
-            initial=config.backoff_initial_s, max=config.backoff_max_s, jitter=config.backoff_initial_s
+            multiplier=config.backoff_initial_s,
+            max=config.backoff_max_s,
+            jitter=config.backoff_initial_s,
         )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,7 +112,9 @@ class Router:
         breaker = self.policy.fallback.circuit_breaker
         self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
         cache = self.policy.cache
-        self.cache = ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
+        self.cache = (
+            ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
+        )
         self.ledger: SQLiteLedger | None = (
             open_ledger(self.policy.ledger) if self.policy.ledger.enabled else None
         )
@@ -140,7 +143,9 @@ class Router:
         routing = self.policy.routing
         limits = Limits(
             quality_floor=(
-                options.quality_floor if options.quality_floor is not None else routing.quality_floor
+                options.quality_floor
+                if options.quality_floor is not None
+                else routing.quality_floor
             ),
             expected_output_tokens=routing.expected_output_tokens,
             max_cost_usd=options.max_cost_usd,
@@ -254,9 +259,7 @@ class Router:
                 body["stream_options"] = {"include_usage": True}
         return body
 
-    def _call_backend(
-        self, call: _Call, name: str, budget: CallBudget
-    ) -> dict[str, Any] | None:
+    def _call_backend(self, call: _Call, name: str, budget: CallBudget) -> dict[str, Any] | None:
         """One backend with retries; None when it failed for good (the next one is tried)."""
         config = self._backends[name]
         client = self._clients[name]
@@ -264,9 +267,11 @@ class Router:
         try:
             for attempt in retrying(self.policy.fallback, budget):
                 with attempt:
-                    return self._attempt(call, name, lambda: client.complete(
-                        body, budget.timeout_for(config.timeout_s)
-                    ))
+                    return self._attempt(
+                        call,
+                        name,
+                        partial(client.complete, body, budget.timeout_for(config.timeout_s)),
+                    )
         except UpstreamError:
             return None
         return None
@@ -295,7 +300,9 @@ class Router:
             return None
         return None
 
-    def _attempt(self, call: _Call, name: str, send: Any) -> dict[str, Any]:
+    def _attempt(
+        self, call: _Call, name: str, send: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         began = time.perf_counter()
         self.health.begin(name)
         try:
@@ -320,16 +327,20 @@ class Router:
 
     def _stream(self, call: _Call) -> CompletionStream:
         stream = CompletionStream(iter(()))
+        _label(stream, call)
         stream._chunks = self._stream_chunks(call, stream)
         return stream
 
-    def _stream_chunks(self, call: _Call, stream: CompletionStream) -> Iterator[ChatCompletionChunk]:
+    def _stream_chunks(
+        self, call: _Call, stream: CompletionStream
+    ) -> Iterator[ChatCompletionChunk]:
         budget = CallBudget(self.policy.fallback.deadline_s)
         for name in self._plan(call):
             opened = self._open_stream(call, name, budget)
             if opened is None:
                 continue
             events, first = opened
+            stream.backend = name
             ttft_ms = (time.perf_counter() - call.started) * 1000
             gathered = StreamAccumulator()
             settled = False
@@ -364,7 +375,7 @@ class Router:
             for attempt in retrying(self.policy.fallback, budget):
                 with attempt:
                     events = client.stream(body, budget.timeout_for(config.timeout_s))
-                    first = self._attempt(call, name, lambda: _first(events, name))
+                    first = self._attempt(call, name, partial(_first, events, name))
                     return events, first
         except UpstreamError:
             return None
@@ -372,6 +383,7 @@ class Router:
 
     def _astream(self, call: _Call) -> AsyncCompletionStream:
         stream = AsyncCompletionStream(_empty_async())
+        _label(stream, call)
         stream._chunks = self._astream_chunks(call, stream)
         return stream
 
@@ -384,6 +396,7 @@ class Router:
             if opened is None:
                 continue
             events, first = opened
+            stream.backend = name
             ttft_ms = (time.perf_counter() - call.started) * 1000
             gathered = StreamAccumulator()
             settled = False
@@ -442,6 +455,7 @@ class Router:
         completion = self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
         chunks = (ChatCompletionChunk.model_validate(c) for c in replay_chunks(cached))
         stream = CompletionStream(chunks)
+        _label(stream, call)
         stream._router = completion.router
         return stream
 
@@ -453,10 +467,11 @@ class Router:
                 yield ChatCompletionChunk.model_validate(chunk)
 
         stream = AsyncCompletionStream(chunks())
+        _label(stream, call)
         stream._router = completion.router
         return stream
 
-    # --- finishing: price, record, cache -----------------------------------------------------------
+    # --- finishing: price, record, cache ---------------------------------------------------------
 
     def _finish(
         self,
@@ -581,9 +596,7 @@ class Router:
         call.attempts.append(Attempt(name, error.kind, None, 0.0))
         self._record_failure(call, name, error, gathered)
 
-    def _record_cancelled(
-        self, call: _Call, name: str, gathered: StreamAccumulator
-    ) -> None:
+    def _record_cancelled(self, call: _Call, name: str, gathered: StreamAccumulator) -> None:
         info = self._partial_info(call, name, gathered, outcome="cancelled")
         self._record(call, info, error_kind="cancelled")
 
@@ -691,6 +704,13 @@ def _default_predictor(policy: Policy) -> QualityPredictor:
     from .routing import HeuristicPredictor
 
     return HeuristicPredictor()
+
+
+def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> None:
+    """What a stream's consumer may know before it ends (the sidecar sends it as headers)."""
+    stream.request_id = call.request_id
+    stream.backend = call.decision.backend
+    stream.complexity = call.decision.complexity
 
 
 def _first(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:

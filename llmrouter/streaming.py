@@ -48,7 +48,8 @@ class StreamAccumulator:
             for call in delta.get("tool_calls") or ():
                 position = int(call.get("index") or 0)
                 merged = slot["tool_calls"].setdefault(
-                    position, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                    position,
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
                 )
                 merged["id"] = call.get("id") or merged["id"]
                 function = call.get("function") or {}
@@ -103,7 +104,9 @@ def replay_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
         message = choice.get("message") or {}
         index = choice.get("index", 0)
         delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": ""}
-        chunks.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+        )
         body: dict[str, Any] = {}
         if message.get("content"):
             body["content"] = message["content"]
@@ -134,6 +137,10 @@ class CompletionStream:
     def __init__(self, chunks: Iterator[ChatCompletionChunk]) -> None:
         self._chunks = chunks
         self._router: RouterInfo | None = None
+        # Known once the stream is open, long before ``.router``: the sidecar's headers.
+        self.request_id: str | None = None
+        self.backend: str | None = None
+        self.complexity: float | None = None
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
@@ -163,6 +170,9 @@ class AsyncCompletionStream:
     def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
         self._chunks = chunks
         self._router: RouterInfo | None = None
+        self.request_id: str | None = None
+        self.backend: str | None = None
+        self.complexity: float | None = None
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self

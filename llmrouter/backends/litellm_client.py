@@ -102,7 +102,9 @@ class LiteLLMClient:
         status = getattr(exc, "status_code", None)
         name = type(exc).__name__
         if "Timeout" in name:
-            return UpstreamError(f"backend {self.name!r}: timeout", kind="timeout", backend=self.name)
+            return UpstreamError(
+                f"backend {self.name!r}: timeout", kind="timeout", backend=self.name
+            )
         if "APIConnectionError" in name and not isinstance(status, int):
             return UpstreamError(
                 f"backend {self.name!r}: connection error", kind="connection", backend=self.name
@@ -112,7 +114,9 @@ class LiteLLMClient:
             return error_for_status(
                 self.name, status, name, parse_retry_after(headers.get("retry-after"))
             )
-        return UpstreamError(f"backend {self.name!r}: {name}", kind="client_error", backend=self.name)
+        return UpstreamError(
+            f"backend {self.name!r}: {name}", kind="client_error", backend=self.name
+        )
 
 
 def _as_dict(response: Any) -> dict[str, Any]:

@@ -219,4 +219,3 @@ def _error_detail(content: bytes) -> str:
         if isinstance(error, str):
             return error
     return str(data)[:200]
-

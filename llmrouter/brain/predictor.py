@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +58,19 @@ class LearnedPredictor:
             complexity=self.weights.complexity(state.difficulty), signals=signals, state=state
         )
 
+    def states(
+        self, texts: Iterable[str], progress: Callable[[int], None] | None = None
+    ) -> list[PromptState]:
+        """Difficulty and demands of many prompts (offline use: calibrate, eval)."""
+        from llmrouter.tokens import encode
+
+        out = []
+        for text in texts:
+            out.append(self.weights.state(text, encode(text))[0])
+            if progress is not None:
+                progress(1)
+        return out
+
     def params(self, backend: _Backend) -> BackendParams:
         """The backend's parameters (calibration, known model, or rating), cached."""
         calibration = backend.calibration
@@ -81,7 +94,7 @@ class LearnedPredictor:
     @staticmethod
     def probability_of(state: PromptState, params: BackendParams) -> float:
         logit = params.ability - params.discrimination * state.difficulty
-        for demand, skill in zip(state.demands, params.skills):
+        for demand, skill in zip(state.demands, params.skills, strict=True):
             logit += demand * skill
         if logit < -30.0:
             return 0.0

@@ -37,9 +37,10 @@ def bm25_scores(
     if not query_weights:
         return [0.0] * len(units)
     avg_len = sum(len(terms) for terms in units) / len(units) or 1.0
+    wanted = set(query_weights)
     scores: list[float] = []
     for terms in units:
-        if not terms:
+        if wanted.isdisjoint(terms):
             scores.append(0.0)
             continue
         tf = Counter(terms)

@@ -1,44 +1,69 @@
 """Query-aware extraction: keep the sentences of a long text that matter, in order.
 
-Each sentence is valued by BM25 relevance to the question (smoothed over its neighbours,
-because answers often sit in the sentence after the one that repeats the question's words)
-plus how many document-specific words it adds that the kept text does not yet contain.
-The coverage term is what keeps summaries and vague questions answerable: a kept text that
-preserves most of a document's distinctive vocabulary has kept most of its facts. Sentences
-are picked greedily by value per token (lazy greedy: coverage gains only shrink) until the
-token target is met, then emitted in their original order.
+A long text is cut into units (sentences; long sentences into clauses). Each unit is valued
+by BM25 relevance to the question, smoothed over its neighbours because an answer often
+sits a sentence or two after the one that repeats the question's words, plus the number
+of the document's words it adds that the kept text does not contain yet. The coverage term
+keeps summaries and vague questions answerable: a kept text that still holds most of the
+document's vocabulary still holds most of its facts.
+
+Selection is in two steps: the most relevant units are kept verbatim with a share of the
+budget (``core_share``), then the rest of the budget goes greedily to the best value per
+token (lazy greedy: coverage gains only shrink as more is kept). With ``prune`` the units of
+the second step are kept without their function words ("telegraphic" text, as in
+LLMLingua-style token dropping), which fits about 1.5 times as many facts in the same budget;
+negations, numbers and content words are never dropped. Units are emitted in their original
+order.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
+from functools import lru_cache
 from dataclasses import dataclass
 
 from llmrouter.compression.bm25 import bm25_scores, idf_table
-from llmrouter.compression.text import (
-    STOPWORDS,
-    content_words,
-    split_blocks,
-    split_sentences,
-    words,
-)
+import numpy as np
 
-__all__ = ["Unit", "extract_text", "segment_units", "select_units"]
+from llmrouter import tokens
+from llmrouter.compression.text import STOPWORDS, split_blocks, split_sentences, stem, words
 
-# Sentences longer than this (tables, lists without punctuation) are cut into chunks.
+__all__ = [
+    "Unit",
+    "count_unit_tokens",
+    "extract_text",
+    "prune_function_words",
+    "segment_units",
+    "select_units",
+]
+
+# Sentences longer than this many words are split into clauses at , ; : ...
+_CLAUSE_WORDS = 20
+_MIN_CLAUSE_WORDS = 4
+# ... and anything still longer (tables, lists without punctuation) into chunks.
 _MAX_UNIT_WORDS = 60
-# Weight of a neighbour's relevance in a sentence's own relevance.
-_NEIGHBOUR_WEIGHT = 0.5
-# Relevance versus coverage; both are normalised to [0, 1] first.
-_RELEVANCE_WEIGHT = 1.0
-_COVERAGE_WEIGHT = 1.0
+# Relevance spreads to this many neighbouring units, decaying by this factor per step.
+_WINDOW = 3
+_DECAY = 0.7
+# Share of the budget kept verbatim for the most relevant units.
+CORE_SHARE = 0.15
+
+_CLAUSE_END = re.compile(r"[,;:](?=\s)")
+_TOKEN = re.compile(r"\S+")
+# Words that carry grammar, not facts. Negations, quantifiers, comparatives, modals of
+# obligation and prepositions of order or direction are deliberately absent.
+_FUNCTION_WORDS = frozenset(
+    "a an the of to in that which is are was were be been being it its this these those and "
+    "for on at by with as from has have had do does did will would could should there their "
+    "they we our you your i he she his her them so very just also then such into about".split()
+)
 
 
 @dataclass
 class Unit:
-    """A sentence (or a protected block) with its span in the original text."""
+    """A sentence, clause or protected block with its span in the original text."""
 
     start: int
     end: int
@@ -49,115 +74,172 @@ class Unit:
 
 
 def segment_units(text: str, *, preserve_code: bool) -> list[Unit]:
-    """Sentences of prose blocks; code and JSON blocks stay whole and fixed."""
+    """Units of prose blocks; code and JSON blocks stay whole and fixed."""
     units: list[Unit] = []
     for index, block in enumerate(split_blocks(text)):
         if block.protected and preserve_code:
             units.append(Unit(block.start, block.end, block.text, index, fixed=True))
             continue
         for start, end in split_sentences(block.text):
-            units.extend(_chunk(text, block.start + start, block.start + end, index))
+            for c_start, c_end in _clauses(block.text, start, end):
+                units.extend(_chunk(text, block.start + c_start, block.start + c_end, index))
     return units
+
+
+def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A long sentence split after commas and semicolons into pieces of a few words or more."""
+    if len(text[start:end].split()) <= _CLAUSE_WORDS:
+        return [(start, end)]
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for match in _CLAUSE_END.finditer(text, start, end):
+        if len(text[cursor : match.end()].split()) >= _MIN_CLAUSE_WORDS:
+            spans.append((cursor, match.end()))
+            cursor = match.end() + 1
+    if cursor < end and text[cursor:end].strip():
+        spans.append((cursor, end))
+    return spans
 
 
 def _chunk(text: str, start: int, end: int, paragraph: int) -> list[Unit]:
     piece = text[start:end]
-    tokens = piece.split(" ")
-    if len(tokens) <= _MAX_UNIT_WORDS:
+    pieces = piece.split(" ")
+    if len(pieces) <= _MAX_UNIT_WORDS:
         return [Unit(start, end, piece, paragraph)]
     units: list[Unit] = []
     cursor = start
-    for offset in range(0, len(tokens), _MAX_UNIT_WORDS):
-        part = " ".join(tokens[offset : offset + _MAX_UNIT_WORDS])
+    for offset in range(0, len(pieces), _MAX_UNIT_WORDS):
+        part = " ".join(pieces[offset : offset + _MAX_UNIT_WORDS])
         units.append(Unit(cursor, cursor + len(part), part, paragraph))
         cursor += len(part) + 1
     return units
+
+
+def prune_function_words(text: str) -> tuple[str, int]:
+    """``text`` without function words, and how many were dropped.
+
+    Negations, numbers and content words always stay.
+    """
+    pieces = _TOKEN.findall(text)
+    kept = [p for p in pieces if p.lower().strip(".,;:!?\"'()[]") not in _FUNCTION_WORDS]
+    return " ".join(kept), len(pieces) - len(kept)
+
+
+@lru_cache(maxsize=4)
+def _token_lengths(model: str | None) -> np.ndarray:
+    """Byte length of every token id of the model's encoding (built once, ~0.1 s)."""
+    encoding = tokens.encoding_for_model(model)
+    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
+    for token_id in range(encoding.n_vocab):
+        try:
+            lengths[token_id] = len(encoding.decode_single_token_bytes(token_id))
+        except KeyError:  # holes in the vocabulary (reserved ids)
+            continue
+    return lengths
+
+
+def count_unit_tokens(
+    text: str, units: Sequence[Unit], ids: Callable[[str], list[int]], model: str | None = None
+) -> None:
+    """Set each unit's token count from one encoding of the whole text.
+
+    Encoding every sentence separately costs several times more; a token is charged to
+    the unit its first byte falls in, whitespace before a unit to that unit.
+    """
+    lengths = _token_lengths(model)[np.asarray(ids(text), dtype=np.int64)]
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    # a unit is charged from the end of the previous one: the separator it needs when kept
+    if text.isascii():
+        ends = np.fromiter((unit.end for unit in units), dtype=np.int64, count=len(units))
+    else:  # character offsets to UTF-8 byte offsets, walking forward once
+        ends = np.empty(len(units), dtype=np.int64)
+        char_pos = byte_pos = 0
+        for i, unit in enumerate(units):
+            byte_pos += len(text[char_pos : unit.end].encode())
+            ends[i] = byte_pos
+            char_pos = unit.end
+    positions = np.searchsorted(starts, ends, side="left")
+    previous = 0
+    for unit, position in zip(units, positions.tolist()):
+        unit.tokens = max(position - previous, 1)
+        previous = position
 
 
 def select_units(
     units: Sequence[Unit],
     budget: int,
     query_terms: Sequence[str],
-) -> set[int]:
-    """Indices of the non-fixed units to keep within ``budget`` tokens."""
-    terms = [content_words(unit.text) for unit in units]
-    idf = idf_table(terms)
-    relevance = _smoothed(bm25_scores(terms, query_terms, idf))
-    top_relevance = max(relevance, default=0.0) or 1.0
-    # coverage counts surface words: every distinct word kept may be a fact kept
-    term_sets = [_surface(unit.text) for unit in units]
-    weight = _coverage_weights(term_sets)
-    gains = [sum(weight[term] for term in ts) for ts in term_sets]
-    top_gain = max(gains, default=0.0) or 1.0
+    *,
+    costs: Sequence[int] | None = None,
+    core_share: float = CORE_SHARE,
+) -> tuple[set[int], set[int]]:
+    """Non-fixed units to keep within ``budget`` tokens, as (core, rest).
 
-    def value(index: int, gain: float) -> float:
-        score = (
-            _RELEVANCE_WEIGHT * relevance[index] / top_relevance
-            + _COVERAGE_WEIGHT * gain / top_gain
-        )
-        return score / max(units[index].tokens, 1)
+    ``core`` units are the most relevant ones, at full cost, within ``core_share`` of the
+    budget; ``rest`` units were chosen by value per token at ``costs`` (default: full cost).
+    """
+    surface = [[w for w in words(unit.text) if w not in STOPWORDS] for unit in units]
+    terms = [[stem(w) for w in unit_words] for unit_words in surface]
+    relevance = _smoothed(bm25_scores(terms, query_terms, idf_table(terms)))
+    top_relevance = max(relevance, default=0.0) or 1.0
+    # Coverage counts surface words: each distinct word kept may be a fact kept.
+    word_sets = [set(unit_words) for unit_words in surface]
+    covered: set[str] = set()
+    core: set[int] = set()
+    spent = 0
+    core_budget = core_share * budget
+    for index in sorted(range(len(units)), key=lambda i: -relevance[i]):
+        unit = units[index]
+        if relevance[index] <= 0 or spent >= core_budget:
+            break
+        if unit.fixed or not unit.tokens or spent + unit.tokens > core_budget:
+            continue
+        core.add(index)
+        covered |= word_sets[index]
+        spent += unit.tokens
+    cost = list(costs) if costs is not None else [unit.tokens for unit in units]
+    gains = [len(ws - covered) for ws in word_sets]
+    top_gain = max(gains, default=0) or 1
+
+    def value(index: int, gain: int) -> float:
+        score = relevance[index] / top_relevance + gain / top_gain
+        return score / max(cost[index], 1)
 
     heap = [
-        (-value(i, gains[i]), i) for i, unit in enumerate(units) if not unit.fixed and unit.tokens
+        (-value(i, gains[i]), i)
+        for i, unit in enumerate(units)
+        if not unit.fixed and cost[i] and i not in core
     ]
     heapq.heapify(heap)
-    covered: set[str] = set()
-    chosen: set[int] = set()
-    spent = 0
+    rest: set[int] = set()
     while heap:
-        negative, index = heapq.heappop(heap)
-        if spent + units[index].tokens > budget:
+        _, index = heapq.heappop(heap)
+        if spent + cost[index] > budget:
             continue
-        fresh = sum(weight[term] for term in term_sets[index] - covered)
-        current = value(index, fresh)
+        current = value(index, len(word_sets[index] - covered))
         if heap and current < -heap[0][0] - 1e-12:
-            heapq.heappush(heap, (-current, index))  # stale: re-queue with its true value
+            heapq.heappush(heap, (-current, index))  # stale: re-queue at its true value
             continue
-        chosen.add(index)
-        covered |= term_sets[index]
-        spent += units[index].tokens
-    return chosen
-
-
-def _surface(text: str) -> set[str]:
-    return {w for w in words(text) if w not in STOPWORDS}
-
-
-COVERAGE_MODE = "uniform"
-
-
-def _coverage_weights(term_sets: Sequence[set[str]]) -> dict[str, float]:
-    df: dict[str, int] = {}
-    for ts in term_sets:
-        for term in ts:
-            df[term] = df.get(term, 0) + 1
-    if COVERAGE_MODE == "uniform":
-        return dict.fromkeys(df, 1.0)
-    n = len(term_sets)
-    if COVERAGE_MODE == "logtf":
-        return {t: math.log(1.0 + f) for t, f in df.items()}
-    if COVERAGE_MODE == "sqrttf":
-        return {t: math.sqrt(f) for t, f in df.items()}
-    return {t: math.log(1.0 + n / f) for t, f in df.items()}
-
-
-_WINDOW = 1
-_DECAY = 0.5
+        rest.add(index)
+        covered |= word_sets[index]
+        spent += cost[index]
+    return core, rest
 
 
 def _smoothed(scores: Sequence[float]) -> list[float]:
-    """Each score raised to the decayed best score within ``_WINDOW`` sentences."""
-    out = list(scores)
+    """Each score plus the best decayed score within ``_WINDOW`` units (itself included)."""
     n = len(scores)
+    out: list[float] = []
     for i in range(n):
         best = scores[i]
-        for d in range(1, int(_WINDOW) + 1):
-            factor = _DECAY**d
-            if i - d >= 0:
-                best = max(best, scores[i - d] * factor)
-            if i + d < n:
-                best = max(best, scores[i + d] * factor)
-        out[i] = scores[i] + best
+        factor = 1.0
+        for d in range(1, _WINDOW + 1):
+            factor *= _DECAY
+            if i >= d and scores[i - d] * factor > best:
+                best = scores[i - d] * factor
+            if i + d < n and scores[i + d] * factor > best:
+                best = scores[i + d] * factor
+        out.append(scores[i] + best)
     return out
 
 
@@ -165,41 +247,51 @@ def extract_text(
     text: str,
     target_tokens: int,
     query_terms: Sequence[str],
-    count_tokens: Callable[[str], int],
+    ids: Callable[[str], list[int]],
     *,
+    model: str | None = None,
     preserve_code: bool = True,
-    keep: Callable[[Sequence[Unit]], set[int]] | None = None,
+    prune: bool = False,
+    keep: Callable[[Sequence[Unit]], Collection[int]] | None = None,
 ) -> str:
-    """``text`` cut to about ``target_tokens`` tokens, most relevant sentences first.
+    """``text`` cut to about ``target_tokens`` tokens, keeping what the question needs.
 
-    ``keep`` may mark extra units as fixed (e.g. the question inside the same message).
+    ``ids`` encodes text (memoised by the caller); ``keep`` may mark more units as fixed,
+    e.g. the question inside the same message.
     """
     units = segment_units(text, preserve_code=preserve_code)
     if not units:
         return text
-    for unit in units:
-        unit.tokens = count_tokens(unit.text)
+    count_unit_tokens(text, units, ids, model)
     if keep is not None:
         for index in keep(units):
             units[index].fixed = True
     fixed_tokens = sum(unit.tokens for unit in units if unit.fixed)
-    chosen = select_units(units, max(target_tokens - fixed_tokens, 0), query_terms)
-    kept = [i for i, unit in enumerate(units) if unit.fixed or i in chosen]
-    return _join(text, units, kept)
+    budget = max(target_tokens - fixed_tokens, 0)
+    if not prune:
+        core, rest = select_units(units, budget, query_terms)
+        return _join(text, units, core | rest)
+    pruned = [prune_function_words(unit.text) for unit in units]
+    # a dropped function word is almost always one token of its own
+    costs = [max(unit.tokens - dropped, 1) if kept else 0 for unit, (kept, dropped) in zip(units, pruned)]
+    core, rest = select_units(units, budget, query_terms, costs=costs)
+    for index in rest:
+        units[index].text = pruned[index][0]
+    return _join(text, units, core | rest)
 
 
-def _join(text: str, units: Sequence[Unit], kept: Sequence[int]) -> str:
-    """Kept units with the separator their original context had (newline or space)."""
+def _join(text: str, units: Sequence[Unit], chosen: Collection[int]) -> str:
+    """Fixed and chosen units, each after the separator it had (paragraph, line or space)."""
     parts: list[str] = []
     previous: Unit | None = None
-    for index in kept:
-        unit = units[index]
+    for index, unit in enumerate(units):
+        if not (unit.fixed or index in chosen):
+            continue
         if previous is not None:
             if unit.paragraph != previous.paragraph:
                 parts.append("\n\n")
             else:
-                # the whitespace that preceded this unit in the original text
-                gap = text[units[index - 1].end : unit.start] if index else " "
+                gap = text[units[index - 1].end : unit.start]
                 parts.append("\n" if "\n" in gap else " ")
         parts.append(unit.text)
         previous = unit

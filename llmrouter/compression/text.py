@@ -40,6 +40,7 @@ STOPWORDS: frozenset[str] = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
+_LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+")
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace
 # and an upper-case letter, digit or opening mark; or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[A-Z0-9])|\n+")
@@ -126,13 +127,13 @@ def _split_paragraphs(text: str, start: int, end: int) -> list[Block]:
 
 def _append_block(blocks: list[Block], text: str, start: int, end: int) -> None:
     piece = text[start:end]
-    stripped = piece.strip()
-    if not stripped:
+    if not piece.strip():
         return
-    offset = piece.index(stripped[0])
-    start += offset
-    end = start + len(stripped)
-    blocks.append(Block(start, end, stripped, _classify(stripped)))
+    # drop surrounding blank lines but keep the first line's indentation
+    lead = _LEADING_BLANK_LINES.match(piece)
+    offset = lead.end() if lead else 0
+    body = piece[offset:].rstrip()
+    blocks.append(Block(start + offset, start + offset + len(body), body, _classify(body)))
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

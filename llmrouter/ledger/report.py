@@ -67,7 +67,9 @@ class SpendReport:
         return asdict(self)
 
 
-def spend_report(ledger: _Queryable, since: float | None = None, until: float | None = None) -> SpendReport:
+def spend_report(
+    ledger: _Queryable, since: float | None = None, until: float | None = None
+) -> SpendReport:
     clauses, args = [], []
     if since is not None:
         clauses.append("ts >= ?")

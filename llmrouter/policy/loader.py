@@ -114,8 +114,9 @@ def _build(
                     line=key_node.start_mark.line + 1,
                     key=_dotted((*path, key)),
                 )
-            result[key] = _build(value_node, (*path, key), lines, loader, source)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            key_path: Path_ = (*path, key)
+            result[key] = _build(value_node, key_path, lines, loader, source)
+            lines[key_path] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
@@ -134,7 +135,7 @@ def _build(
                 line=lines[path],
                 key=_dotted(path),
             ) from None
-        if node.style is None and substituted != value:
+        if getattr(node, "style", None) is None and substituted != value:
             # An unquoted value takes its YAML type after substitution (numbers, booleans).
             retyped = yaml.safe_load(substituted) if substituted.strip() else substituted
             return retyped if isinstance(retyped, (int, float, bool, str)) else substituted
@@ -156,7 +157,9 @@ def _translate(exc: ValidationError, source: str, lines: dict[Path_, int]) -> Po
     problems: list[tuple[int | None, str, str]] = []
     for error in exc.errors():
         loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, (str, int)))
-        problems.append((_nearest_line(loc, lines), _dotted(loc) or "<top level>", _describe(error, loc)))
+        problems.append(
+            (_nearest_line(loc, lines), _dotted(loc) or "<top level>", _describe(error, loc))
+        )
     line, key, message = problems[0]
     for other_line, other_key, other_message in problems[1:]:
         message += f"\n{source}:{other_line}: '{other_key}': {other_message}"

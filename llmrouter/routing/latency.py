@@ -33,9 +33,7 @@ class LatencyTracker:
         self, backend: str, ttft_ms: float, total_ms: float, completion_tokens: int
     ) -> None:
         generation_ms = max(total_ms - ttft_ms, 1.0)
-        tokens_per_s = (
-            1000.0 * completion_tokens / generation_ms if completion_tokens > 1 else None
-        )
+        tokens_per_s = 1000.0 * completion_tokens / generation_ms if completion_tokens > 1 else None
         with self._lock:
             current = self._estimates.get(backend)
             if current is None:

@@ -9,7 +9,6 @@ probability that this backend answers this prompt well, item-response style:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -47,39 +46,99 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-# Each signal: a pattern, and how much one occurrence adds (with a cap on its total).
-_SIGNALS: tuple[tuple[str, re.Pattern[str], float, float], ...] = (
+# Each signal: words that evidence it, what one occurrence adds, and a cap on its total.
+# Words are matched as tokens (single o200k tokens, with or without a leading space), so
+# scoring a prompt is one pass over its token ids rather than regexes over its text.
+_SIGNALS: tuple[tuple[str, tuple[str, ...], float, float], ...] = (
     (
         "proof or derivation",
-        re.compile(r"\b(prove|proof|derive|lemma|theorem|show that|rigorous)\b", re.I),
+        ("prove", "proof", "derive", "lemma", "theorem", "rigorous", "rigorously", "induction"),
         0.18,
         0.36,
     ),
     (
         "multi-step reasoning",
-        re.compile(r"\b(step[- ]by[- ]step|multi-step|first,|then,|finally,|justify)\b", re.I),
-        0.08,
+        ("step", "steps", "justify", "explain", "why", "reasoning", "therefore", "first", "then"),
+        0.04,
         0.24,
     ),
     (
         "mathematics",
-        re.compile(r"(\\frac|\\sum|\\int|\^\d|\bmod\b|\binteger|\bprime|\bequation|[=<>]\s*\d)", re.I),
+        (
+            "integer",
+            "integers",
+            "prime",
+            "primes",
+            "equation",
+            "mod",
+            "\\frac",
+            "\\sum",
+            "polynomial",
+            "probability",
+            "matrix",
+            "derivative",
+            "integral",
+            "modulo",
+            "sqrt",
+        ),
         0.05,
         0.25,
     ),
     (
         "code",
-        re.compile(r"(```|\bdef \w+\(|\bclass \w+|\bfunction\b|#include|\breturn\b|=>)"),
-        0.06,
+        (
+            "```",
+            "def",
+            "return",
+            "function",
+            "class",
+            "import",
+            "=>",
+            "#include",
+            "const",
+            "async",
+            "lambda",
+            "SELECT",
+            "algorithm",
+            "complexity",
+            "implement",
+        ),
+        0.04,
         0.18,
     ),
     (
         "analysis request",
-        re.compile(r"\b(analy[sz]e|compare|evaluate|trade-?offs?|optimi[sz]e|design)\b", re.I),
+        (
+            "analyze",
+            "analyse",
+            "compare",
+            "evaluate",
+            "tradeoffs",
+            "trade",
+            "optimize",
+            "design",
+            "architecture",
+            "critique",
+        ),
         0.05,
         0.15,
     ),
 )
+
+
+def _signal_table() -> dict[int, int]:
+    """Token id → index of the signal it evidences (only words that are one token)."""
+    from ..tokens import encode
+
+    table: dict[int, int] = {}
+    for index, (_, words, _, _) in enumerate(_SIGNALS):
+        for word in words:
+            for variant in {word, word.lower(), word.capitalize()}:
+                for text in (variant, " " + variant):
+                    ids = encode(text)
+                    if len(ids) == 1:
+                        table.setdefault(ids[0], index)
+    return table
 
 
 class HeuristicPredictor:
@@ -93,16 +152,24 @@ class HeuristicPredictor:
     easiest = -2.5  # difficulty (logit scale) of a trivial prompt
     span = 5.0  # difficulty added between complexity 0 and 1
 
+    def __init__(self) -> None:
+        self._table = _signal_table()
+
     def profile(self, text: str, token_ids: Sequence[int]) -> PromptProfile:
+        hits = [0] * len(_SIGNALS)
+        lookup = self._table.get
+        for token in token_ids:
+            index = lookup(token)
+            if index is not None:
+                hits[index] += 1
         contributions: list[tuple[str, float]] = []
         # Length starts to count past ~30 tokens and saturates around 2,000.
         length = min(max(math.log10(max(len(token_ids), 1)) - 1.5, 0.0) / 6.0, 0.3)
         if length > 0.05:
             contributions.append(("prompt length", length))
-        for name, pattern, per_hit, cap in _SIGNALS:
-            hits = len(pattern.findall(text))
-            if hits:
-                contributions.append((name, min(hits * per_hit, cap)))
+        for (name, _, per_hit, cap), count in zip(_SIGNALS, hits, strict=True):
+            if count:
+                contributions.append((name, min(count * per_hit, cap)))
         complexity = min(sum(v for _, v in contributions), 1.0)
         contributions.sort(key=lambda item: item[1], reverse=True)
         return PromptProfile(complexity=complexity, signals=tuple(contributions[:5]))

@@ -63,7 +63,9 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
     return [dict(m) for m in messages]
 
 
-def analyze_request(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> RequestFacts:
+def analyze_request(
+    messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+) -> RequestFacts:
     texts: list[str] = []
     images = 0
     for message in messages:

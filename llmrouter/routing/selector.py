@@ -49,8 +49,7 @@ def select(
     for backend in backends:
         price = backend.resolved_price
         cost = (
-            facts.prompt_tokens * price.input_per_million
-            + output_tokens * price.output_per_million
+            facts.prompt_tokens * price.input_per_million + output_tokens * price.output_per_million
         ) / 1_000_000
         estimate = latency.get(backend.name)
         predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None

@@ -1,0 +1,203 @@
+"""Offline evaluation: route recorded prompts over a sweep of quality floors, no calls.
+
+The decision rule is the router's: among backends whose predicted probability clears the
+floor take the lowest expected cost, else the best-predicted one. Realised quality and cost
+come from the data. Baselines: each single backend, random mixing of the cheapest and the
+best backend, the zero router (hull of single backends) and the oracle.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .metrics import aiq, apgr, calls_to_reach, cost_to_reach, cpt, upper_hull
+
+__all__ = ["EvalMatrix", "decide", "default_floors", "evaluate", "sweep"]
+
+Array = NDArray[np.float64]
+
+
+@dataclass
+class EvalMatrix:
+    """Per-prompt, per-backend arrays (N x B) for prompts scored on every backend."""
+
+    backends: list[str]
+    scores: Array
+    costs: Array
+    expected_cost: Array
+    probs: Array
+
+
+def decide(probs: Array, expected_cost: Array, floor: float) -> NDArray[np.int64]:
+    """Index of the chosen backend per prompt (cheapest clearing the floor, else best)."""
+    eligible = probs >= floor
+    masked = np.where(eligible, expected_cost, np.inf)
+    # Ties in cost go to the higher probability.
+    masked = masked - 1e-12 * probs
+    cheapest = np.argmin(masked, axis=1)
+    best = np.argmax(probs, axis=1)
+    return np.where(eligible.any(axis=1), cheapest, best).astype(np.int64)
+
+
+def default_floors(probs: Array, count: int = 200) -> list[float]:
+    """A grid plus quantiles of the predictions, so every distinct decision is reached."""
+    grid = np.linspace(0.0, 1.0, 101)
+    quantiles = np.quantile(probs, np.linspace(0.0, 1.0, count))
+    return sorted({round(float(x), 6) for x in np.concatenate([grid, quantiles])})
+
+
+def sweep(
+    data: EvalMatrix,
+    floors: Sequence[float],
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    rows = np.arange(data.scores.shape[0])
+    curve = []
+    for floor in floors:
+        choice = decide(data.probs, data.expected_cost, floor)
+        shares = np.bincount(choice, minlength=len(data.backends)) / max(len(choice), 1)
+        curve.append(
+            {
+                "floor": round(float(floor), 6),
+                "cost": float(data.costs[rows, choice].mean()),
+                "quality": float(data.scores[rows, choice].mean()),
+                "shares": {
+                    b: round(float(s), 6) for b, s in zip(data.backends, shares, strict=True)
+                },
+            }
+        )
+        if progress is not None:
+            progress(1)
+    return curve
+
+
+def _oracle(data: EvalMatrix) -> tuple[float, float]:
+    """Per prompt, the cheapest backend among those with the best score."""
+    best = data.scores.max(axis=1, keepdims=True)
+    masked = np.where(data.scores >= best - 1e-12, data.costs, np.inf)
+    choice = np.argmin(masked, axis=1)
+    rows = np.arange(len(choice))
+    return float(data.costs[rows, choice].mean()), float(data.scores[rows, choice].mean())
+
+
+def evaluate(
+    data: EvalMatrix,
+    floors: Sequence[float] | None = None,
+    progress: Callable[[int], None] | None = None,
+    target_share: float = 0.95,
+) -> dict[str, Any]:
+    """The full report: router curve and metrics, and the same metrics for the baselines."""
+    floors = list(floors) if floors is not None else default_floors(data.probs)
+    curve = sweep(data, floors, progress)
+    single = {
+        b: {"cost": float(data.costs[:, j].mean()), "quality": float(data.scores[:, j].mean())}
+        for j, b in enumerate(data.backends)
+    }
+    cheapest = min(single, key=lambda b: (single[b]["cost"], -single[b]["quality"]))
+    reference = max(single, key=lambda b: (single[b]["quality"], -single[b]["cost"]))
+    ref_cost, ref_quality = single[reference]["cost"], single[reference]["quality"]
+    cost_range = (single[cheapest]["cost"], max(s["cost"] for s in single.values()))
+    target = target_share * ref_quality
+    points = [(p["cost"], p["quality"]) for p in curve]
+    single_points = [(s["cost"], s["quality"]) for s in single.values()]
+    random_points = [
+        (
+            (1 - t) * single[cheapest]["cost"] + t * ref_cost,
+            (1 - t) * single[cheapest]["quality"] + t * ref_quality,
+        )
+        for t in np.linspace(0.0, 1.0, 101)
+    ]
+    oracle_point = _oracle(data)
+
+    def share_of_cost(cost: float | None) -> float | None:
+        return None if cost is None or ref_cost <= 0 else round(cost / ref_cost, 6)
+
+    def hull_cost_to_reach(pts: list[tuple[float, float]]) -> float | None:
+        hull = upper_hull(pts)
+        for (c1, q1), (c2, q2) in itertools.pairwise(hull):
+            if q1 >= target:
+                return c1
+            if q2 >= target:
+                return c1 + (c2 - c1) * (target - q1) / (q2 - q1)
+        return hull[-1][0] if hull and hull[-1][1] >= target else None
+
+    report: dict[str, Any] = {
+        "prompts": int(data.scores.shape[0]),
+        "backends": list(data.backends),
+        "reference": reference,
+        "cheapest": cheapest,
+        "target_quality": round(target, 6),
+        "cost_range": [round(cost_range[0], 9), round(cost_range[1], 9)],
+        "router": {
+            "aiq": round(aiq(points, cost_range), 6),
+            "cost_to_target": share_of_cost(cost_to_reach(points, target)),
+            "curve": curve,
+        },
+        "baselines": {
+            "single": {b: {k: round(v, 9) for k, v in s.items()} for b, s in single.items()},
+            "single_aiq": {
+                b: round(aiq([(s["cost"], s["quality"])], cost_range), 6) for b, s in single.items()
+            },
+            "random": {
+                "aiq": round(aiq(random_points, cost_range), 6),
+                "cost_to_target": share_of_cost(hull_cost_to_reach(random_points)),
+            },
+            "zero_router": {
+                "aiq": round(aiq(single_points, cost_range), 6),
+                "cost_to_target": share_of_cost(hull_cost_to_reach(single_points)),
+            },
+            "oracle": {
+                "cost": round(oracle_point[0], 9),
+                "quality": round(oracle_point[1], 6),
+                "aiq": round(aiq([*single_points, oracle_point], cost_range), 6),
+                "cost_to_target": share_of_cost(hull_cost_to_reach([*single_points, oracle_point])),
+            },
+        },
+    }
+    if len(data.backends) == 2:
+        report["two_model"] = _two_model(curve, single, cheapest, reference, target)
+    return report
+
+
+def _two_model(
+    curve: list[dict[str, Any]],
+    single: dict[str, dict[str, float]],
+    weak: str,
+    strong: str,
+    target: float,
+) -> dict[str, Any]:
+    if weak == strong:
+        strong = next(b for b in single if b != weak)
+    shares = [p["shares"][strong] for p in curve]
+    qualities = [p["quality"] for p in curve]
+    q_weak, q_strong = single[weak]["quality"], single[strong]["quality"]
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 6)
+
+    strong_calls = calls_to_reach(shares, qualities, target)
+    return {
+        "weak": weak,
+        "strong": strong,
+        "apgr": r(apgr(shares, qualities, q_weak, q_strong)),
+        "cpt50": r(cpt(shares, qualities, q_weak, q_strong, 0.5)),
+        "cpt80": r(cpt(shares, qualities, q_weak, q_strong, 0.8)),
+        "strong_calls_at_target": r(strong_calls),
+        "fewer_strong_calls_at_target": r(None if strong_calls is None else 1 - strong_calls),
+        "random": {
+            "apgr": 0.5,
+            "cpt50": 0.5,
+            "cpt80": 0.8,
+            "strong_calls_at_target": r(
+                None
+                if q_strong == q_weak
+                else min(max((target - q_weak) / (q_strong - q_weak), 0.0), 1.0)
+            ),
+        },
+    }

@@ -1,0 +1,128 @@
+"""Calibrate every backend of a policy from labelled prompts, and say what it implies.
+
+The result is the policy's own YAML with a ``calibration:`` mapping added per backend; the
+summary reports, at the policy's quality floor, the share of the sample each backend would
+get and the quality the predictor expects (so a shift in traffic can be checked later).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmrouter.policy.schema import BackendConfig, Policy
+
+from .abilities import BackendParams, resolve_params
+from .calibration import fit_backend
+from .costs import cost_matrices
+from .dataset import Record
+from .evaluation import decide
+from .model import PromptState
+from .predictor import LearnedPredictor
+
+__all__ = ["CalibrationResult", "calibrate_policy", "probability_matrix"]
+
+MIN_SAMPLES = 10
+
+
+@dataclass
+class CalibrationResult:
+    raw: dict[str, Any]
+    fitted: dict[str, BackendParams] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _score_key(record: Record, backend: BackendConfig) -> float | None:
+    if backend.name in record.scores:
+        return record.scores[backend.name]
+    return record.scores.get(backend.model)
+
+
+def probability_matrix(
+    predictor: LearnedPredictor,
+    states: Sequence[PromptState],
+    params: Sequence[BackendParams],
+) -> np.ndarray:
+    return np.asarray(
+        [[predictor.probability_of(s, p) for p in params] for s in states], dtype=np.float64
+    ).reshape(len(states), len(params))
+
+
+def calibrate_policy(
+    policy: Policy,
+    raw: dict[str, Any],
+    records: Sequence[Record],
+    predictor: LearnedPredictor,
+    progress: Callable[[int], None] | None = None,
+) -> CalibrationResult:
+    """Fit each backend with ≥ MIN_SAMPLES scored prompts; leave the others untouched."""
+    states = predictor.states([r.text for r in records], progress)
+    result = CalibrationResult(raw=copy.deepcopy(raw))
+    raw_backends = result.raw.get("backends") or []
+    final: list[BackendParams] = []
+    for backend in policy.backends:
+        prior = resolve_params(backend.model, backend.quality, None, predictor.weights.meta)
+        pairs = [
+            (state, score)
+            for state, record in zip(states, records, strict=True)
+            if (score := _score_key(record, backend)) is not None
+        ]
+        if len(pairs) < MIN_SAMPLES:
+            result.skipped[backend.name] = f"{len(pairs)} scored prompts (need {MIN_SAMPLES})"
+            final.append(predictor.params(backend))
+            continue
+        fitted = fit_backend([s for s, _ in pairs], [y for _, y in pairs], prior)
+        result.fitted[backend.name] = fitted
+        result.samples[backend.name] = len(pairs)
+        final.append(fitted)
+        for entry in raw_backends:
+            if isinstance(entry, dict) and entry.get("name") == backend.name:
+                entry["calibration"] = fitted.as_mapping()
+    result.summary = _summary(policy, records, states, predictor, final)
+    return result
+
+
+def _summary(
+    policy: Policy,
+    records: Sequence[Record],
+    states: Sequence[PromptState],
+    predictor: LearnedPredictor,
+    params: Sequence[BackendParams],
+) -> dict[str, Any]:
+    """Shares and expected quality at the policy floor, on the calibration sample."""
+    if not records:
+        return {}
+    probs = probability_matrix(predictor, states, params)
+    _, expected = cost_matrices(records, policy.backends, policy.routing.expected_output_tokens)
+    floor = policy.routing.quality_floor
+    choice = decide(probs, expected, floor)
+    rows = np.arange(len(records))
+    shares = np.bincount(choice, minlength=len(params)) / len(records)
+    per_backend = {}
+    for j, backend in enumerate(policy.backends):
+        scored = [
+            (probs[i, j], y)
+            for i, r in enumerate(records)
+            if (y := _score_key(r, backend)) is not None
+        ]
+        per_backend[backend.name] = {
+            "share_at_floor": round(float(shares[j]), 4),
+            "predicted_quality": round(float(np.mean([p for p, _ in scored])), 4)
+            if scored
+            else None,
+            "observed_quality": round(float(np.mean([y for _, y in scored])), 4)
+            if scored
+            else None,
+        }
+    return {
+        "quality_floor": floor,
+        "prompts": len(records),
+        "expected_quality_at_floor": round(float(probs[rows, choice].mean()), 4),
+        "backends": per_backend,
+    }

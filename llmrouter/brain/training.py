@@ -1,0 +1,348 @@
+"""Fit the brain from labelled prompts: a demand classifier, then an item-response model.
+
+Stage 1 learns demand categories (maths, code, ...) from the task labels the data carries.
+Stage 2 fits, jointly by L-BFGS, the prompt difficulty (linear in the same features plus the
+demands) and each training model's ability and per-demand skill:
+
+    P(model m answers prompt i well) = sigmoid(ability_m + skills_m · demands_i - difficulty_i)
+
+Ordinal difficulty labels (MATH levels) enter as pseudo-models "level <= k" with their own
+thresholds, so they shape the difficulty scale the same way real results do. Deterministic
+given the seed: no sampling beyond a seeded initialisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from llmrouter.tokens import encode
+
+from .abilities import canonical_model_id
+from .convert import category_of_task
+from .dataset import Record
+from .features import HASH_BITS, STRUCTURAL_NAMES, hashed_ngrams, structural_features
+from .model import CATEGORIES, BrainWeights
+from .optimize import lbfgs
+
+__all__ = ["FeatureMatrix", "TrainConfig", "featurize", "fold_of", "train"]
+
+_LEVEL_PREFIX = "__level_le_"
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    l2_hashed: float = 1e-7
+    l2_structural: float = 1e-4
+    l2_skills: float = 3e-3
+    l2_category: float = 1e-4
+    level_weight: float = 0.5
+    min_category_df: int = 5
+    max_iter: int = 300
+    rating_anchors: tuple[tuple[str, float], ...] = (
+        ("gpt-4-1106-preview", 0.9),
+        ("mistral-7b-chat", 0.35),
+    )
+
+
+@dataclass
+class FeatureMatrix:
+    """Row-normalised hashed n-gram counts (CSR) and the dense structural features."""
+
+    hashed: sp.csr_matrix
+    structural: FloatArray
+    texts: list[str] = field(repr=False, default_factory=list)
+
+
+def fold_of(text: str, folds: int = 5) -> int:
+    """A stable fold for a prompt (by its normalised text), so duplicates share a fold."""
+    digest = hashlib.md5(" ".join(text.split()).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") % folds
+
+
+def featurize(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> FeatureMatrix:
+    indptr = [0]
+    indices: list[NDArray[np.int64]] = []
+    data: list[FloatArray] = []
+    rows: list[tuple[float, ...]] = []
+    for text in texts:
+        ids = encode(text)
+        buckets = hashed_ngrams(ids)
+        uniq, counts = np.unique(buckets, return_counts=True)
+        indices.append(uniq)
+        data.append(counts / max(buckets.shape[0], 1))
+        indptr.append(indptr[-1] + uniq.shape[0])
+        rows.append(structural_features(text, len(ids)))
+        if progress is not None:
+            progress(1)
+    hashed = sp.csr_matrix(
+        (
+            np.concatenate(data) if data else np.zeros(0),
+            np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
+            np.asarray(indptr),
+        ),
+        shape=(len(texts), 1 << HASH_BITS),
+    )
+    structural = np.asarray(rows, dtype=np.float64).reshape(len(texts), len(STRUCTURAL_NAMES))
+    return FeatureMatrix(hashed, structural, list(texts))
+
+
+def _softmax(z: FloatArray) -> FloatArray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _fit_categories(
+    feats: FeatureMatrix, labels: NDArray[np.int64], config: TrainConfig
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Class-balanced multinomial logistic regression on the labelled rows."""
+    mask = labels >= 0
+    x, s, y = feats.hashed[mask], feats.structural[mask], labels[mask]
+    # Only n-grams seen in several labelled prompts can generalise; the rest stay at 0,
+    # which also keeps the optimisation small.
+    df = np.bincount(x.indices, minlength=x.shape[1])
+    columns = np.flatnonzero(df >= config.min_category_df)
+    x = x[:, columns]
+    n, c = x.shape[0], len(CATEGORIES)
+    d, k = x.shape[1], s.shape[1]
+    freq = np.bincount(y, minlength=c).astype(np.float64)
+    class_weight = np.where(freq > 0, (n / (c * np.maximum(freq, 1.0))) ** 0.5, 0.0)
+    w = class_weight[y]
+    w = w / w.sum()
+    onehot = np.zeros((n, c))
+    onehot[np.arange(n), y] = 1.0
+
+    def loss(theta: FloatArray) -> tuple[float, FloatArray]:
+        e = theta[: d * c].reshape(d, c)
+        ws = theta[d * c : d * c + k * c].reshape(k, c)
+        b = theta[d * c + k * c :]
+        z = x @ e + s @ ws + b
+        p = _softmax(z)
+        logp = np.log(np.maximum(p, 1e-12))
+        value = -float((w[:, None] * onehot * logp).sum())
+        value += config.l2_hashed * float((e**2).sum()) + config.l2_structural * float(
+            (ws**2).sum()
+        )
+        g = w[:, None] * (p - onehot)
+        grad = np.concatenate(
+            [
+                (x.T @ g + 2 * config.l2_hashed * e).ravel(),
+                (s.T @ g + 2 * config.l2_structural * ws).ravel(),
+                g.sum(axis=0),
+            ]
+        )
+        return value, grad
+
+    theta, _, _ = lbfgs(loss, np.zeros(d * c + k * c + c), max_iter=config.max_iter // 2)
+    embedding = np.zeros((feats.hashed.shape[1], c))
+    embedding[columns] = theta[: d * c].reshape(d, c)
+    return (
+        embedding,
+        theta[d * c : d * c + k * c].reshape(k, c),
+        theta[d * c + k * c :],
+    )
+
+
+@dataclass
+class _Observations:
+    prompt: NDArray[np.int64]
+    model: NDArray[np.int64]
+    target: FloatArray
+    weight: FloatArray
+    models: list[str]
+    pseudo: NDArray[np.bool_]
+
+
+def _observations(records: Sequence[Record], config: TrainConfig) -> _Observations:
+    models: dict[str, int] = {}
+    prompt: list[int] = []
+    model: list[int] = []
+    target: list[float] = []
+    weight: list[float] = []
+    for i, record in enumerate(records):
+        for name, score in record.scores.items():
+            prompt.append(i)
+            model.append(models.setdefault(canonical_model_id(name), len(models)))
+            target.append(score)
+            weight.append(1.0)
+        if record.level is not None:
+            for k in range(1, 5):
+                prompt.append(i)
+                model.append(models.setdefault(f"{_LEVEL_PREFIX}{k}", len(models)))
+                target.append(1.0 if record.level <= k else 0.0)
+                weight.append(config.level_weight)
+    names = list(models)
+    return _Observations(
+        prompt=np.asarray(prompt, dtype=np.int64),
+        model=np.asarray(model, dtype=np.int64),
+        target=np.asarray(target, dtype=np.float64),
+        weight=np.asarray(weight, dtype=np.float64),
+        models=names,
+        pseudo=np.asarray([n.startswith(_LEVEL_PREFIX) for n in names], dtype=bool),
+    )
+
+
+def _fit_irt(
+    feats: FeatureMatrix, demands: FloatArray, obs: _Observations, config: TrainConfig
+) -> dict[str, Any]:
+    x, s = feats.hashed, feats.structural
+    n, d = x.shape
+    k, c, m = s.shape[1], len(CATEGORIES), len(obs.models)
+    w = obs.weight / obs.weight.sum()
+    real = (~obs.pseudo).astype(np.float64)
+    obs_demands = demands[obs.prompt]
+    sizes = [d, k, 1, c, m, m * c]
+    cuts = np.cumsum([0, *sizes])
+
+    def unpack(theta: FloatArray) -> list[FloatArray]:
+        return [theta[cuts[i] : cuts[i + 1]] for i in range(len(sizes))]
+
+    def loss(theta: FloatArray) -> tuple[float, FloatArray]:
+        wh, ws, b0, v, ability, skills_flat = unpack(theta)
+        skills = skills_flat.reshape(m, c) * real[:, None]
+        difficulty = x @ wh + s @ ws + b0[0] + demands @ v
+        logit = (
+            ability[obs.model]
+            + (skills[obs.model] * obs_demands).sum(axis=1)
+            - difficulty[obs.prompt]
+        )
+        p = 1.0 / (1.0 + np.exp(-logit))
+        eps = 1e-12
+        value = -float(
+            (w * (obs.target * np.log(p + eps) + (1 - obs.target) * np.log(1 - p + eps))).sum()
+        )
+        value += config.l2_hashed * float(wh @ wh) + config.l2_structural * float(ws @ ws)
+        value += config.l2_skills * float((skills**2).sum()) + config.l2_category * float(v @ v)
+        value += 1e-6 * float(ability @ ability)
+        g = w * (p - obs.target)
+        g_diff = -np.bincount(obs.prompt, weights=g, minlength=n)
+        g_ability = np.bincount(obs.model, weights=g, minlength=m) + 2e-6 * ability
+        g_skills = np.column_stack(
+            [np.bincount(obs.model, weights=g * obs_demands[:, j], minlength=m) for j in range(c)]
+        )
+        g_skills = (g_skills + 2 * config.l2_skills * skills) * real[:, None]
+        grad = np.concatenate(
+            [
+                x.T @ g_diff + 2 * config.l2_hashed * wh,
+                s.T @ g_diff + 2 * config.l2_structural * ws,
+                [g_diff.sum()],
+                demands.T @ g_diff + 2 * config.l2_category * v,
+                g_ability,
+                g_skills.ravel(),
+            ]
+        )
+        return value, grad
+
+    rng = np.random.default_rng(config.seed)
+    theta0 = np.concatenate([np.zeros(cuts[-1] - m * c), rng.normal(0, 0.01, m * c)])
+    theta, value, iterations = lbfgs(loss, theta0, max_iter=config.max_iter)
+    wh, ws, b0, v, ability, skills_flat = unpack(theta)
+    return {
+        "hashed": wh,
+        "structural": ws,
+        "bias": float(b0[0]),
+        "category_difficulty": v,
+        "ability": ability,
+        "skills": skills_flat.reshape(m, c) * real[:, None],
+        "loss": value,
+        "iterations": iterations,
+    }
+
+
+def train(
+    records: Sequence[Record],
+    config: TrainConfig | None = None,
+    feats: FeatureMatrix | None = None,
+) -> BrainWeights:
+    """Train a brain on labelled records (``feats`` may be passed to reuse featurisation)."""
+    config = config or TrainConfig()
+    if feats is None:
+        feats = featurize([r.text for r in records])
+    index = {name: i for i, name in enumerate(CATEGORIES)}
+    labels = np.asarray(
+        [index.get(category_of_task(r.task) or "", -1) for r in records], dtype=np.int64
+    )
+    if (labels >= 0).sum() == 0:
+        labels = np.full(len(records), index["knowledge"], dtype=np.int64)
+    emb_c, struct_c, bias_c = _fit_categories(feats, labels, config)
+    demands = _softmax(feats.hashed @ emb_c + feats.structural @ struct_c + bias_c)
+    obs = _observations(records, config)
+    if obs.prompt.shape[0] == 0:
+        raise ValueError("no scores or levels in the training data")
+    fit = _fit_irt(feats, demands, obs, config)
+    difficulty = (
+        feats.hashed @ fit["hashed"]
+        + feats.structural @ fit["structural"]
+        + fit["bias"]
+        + demands @ fit["category_difficulty"]
+    )
+    hashed_part = feats.hashed @ fit["hashed"]
+    models = {
+        name: {
+            "ability": round(float(fit["ability"][i]), 4),
+            "discrimination": 1.0,
+            **{c: round(float(fit["skills"][i, j]), 4) for j, c in enumerate(CATEGORIES)},
+        }
+        for i, name in enumerate(obs.models)
+        if not obs.pseudo[i]
+    }
+    meta: dict[str, Any] = {
+        "version": 1,
+        "seed": config.seed,
+        "difficulty_center": round(float(np.median(difficulty)), 4),
+        "difficulty_scale": round(float(np.std(difficulty)) or 1.0, 4),
+        "wording_mean": round(float(hashed_part.mean()), 4),
+        "models": models,
+        "rating_map": _rating_map(models, config),
+        "level_thresholds": {
+            name.removeprefix(_LEVEL_PREFIX): round(float(fit["ability"][i]), 4)
+            for i, name in enumerate(obs.models)
+            if obs.pseudo[i]
+        },
+        "training": {
+            "prompts": len(records),
+            "observations": int(obs.prompt.shape[0]),
+            "loss": round(fit["loss"], 5),
+            "iterations": fit["iterations"],
+        },
+    }
+    embedding = np.column_stack([fit["hashed"], emb_c]).astype(np.float32)
+    structural = np.column_stack([fit["structural"], struct_c]).astype(np.float32)
+    return BrainWeights(
+        embedding=embedding,
+        structural=structural,
+        bias=np.concatenate([[fit["bias"]], bias_c]).astype(np.float32),
+        category_difficulty=np.asarray(fit["category_difficulty"], dtype=np.float32),
+        structural_mean=feats.structural.mean(axis=0).astype(np.float32),
+        demand_mean=demands.mean(axis=0).astype(np.float32),
+        meta=meta,
+    )
+
+
+def _rating_map(models: dict[str, dict[str, float]], config: TrainConfig) -> dict[str, Any]:
+    """Line through two (rating, ability) anchors; a default line when they are absent."""
+    (hi_name, hi_rating), (lo_name, lo_rating) = config.rating_anchors
+    hi, lo = models.get(hi_name), models.get(lo_name)
+    if hi is None or lo is None or hi["ability"] <= lo["ability"]:
+        return {"slope": 1.5, "intercept": 0.0, "anchors": []}
+
+    def logit(q: float) -> float:
+        return math.log(q / (1 - q))
+
+    slope = (hi["ability"] - lo["ability"]) / (logit(hi_rating) - logit(lo_rating))
+    intercept = hi["ability"] - slope * logit(hi_rating)
+    return {
+        "slope": round(slope, 4),
+        "intercept": round(intercept, 4),
+        "anchors": [[hi_name, hi_rating], [lo_name, lo_rating]],
+    }

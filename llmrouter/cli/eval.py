@@ -1,0 +1,158 @@
+"""``llmrouter eval``: replay labelled prompts through the routing decision, no calls."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="cost-quality curve, AIQ, APGR/CPT and baselines on labelled prompts",
+        description=(
+            "Routes every prompt over a sweep of quality_floor with the policy's backends "
+            "(scores keyed by backend name), reads the chosen backend's score and cost "
+            "(costs, else usage x policy prices, else the router's estimate) and compares "
+            "with single backends, random mixing, the zero router and the oracle."
+        ),
+    )
+    parser.add_argument("--policy", required=True, metavar="FILE", help="policy YAML")
+    parser.add_argument("--data", required=True, nargs="+", metavar="FILE", help="JSONL files")
+    parser.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="a calibrated policy (from `llmrouter calibrate`) whose calibration blocks to use",
+    )
+    parser.add_argument("--weights", metavar="PATH", help="brain weights (default: shipped)")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write the cost-quality plot (matplotlib)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(handler=run)
+
+
+def _calibrations(path: str) -> dict[str, dict[str, float]]:
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if isinstance(raw, dict) and isinstance(raw.get("backends"), list):
+        return {
+            str(b["name"]): dict(b["calibration"])
+            for b in raw["backends"]
+            if isinstance(b, dict) and isinstance(b.get("calibration"), dict)
+        }
+    if isinstance(raw, dict):
+        return {str(k): dict(v) for k, v in raw.items() if isinstance(v, dict)}
+    raise ValueError(f"{path}: expected a policy or a mapping of backend -> calibration")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmrouter.brain.costs import cost_matrices
+    from llmrouter.brain.dataset import read_jsonl
+    from llmrouter.brain.evaluation import EvalMatrix, default_floors, evaluate
+    from llmrouter.brain.policy_calibration import probability_matrix
+    from llmrouter.brain.predictor import LearnedPredictor
+    from llmrouter.brain.progress import progress_bar
+    from llmrouter.policy import load_policy
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print("llmrouter: error: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
+    policy = load_policy(args.policy)
+    try:
+        records = read_jsonl(args.data)
+        overrides = _calibrations(args.calibration) if args.calibration else {}
+    except (OSError, ValueError) as exc:
+        print(f"llmrouter: error: {exc}", file=sys.stderr)
+        return 2
+    scored = {name for r in records for name in r.scores}
+    backends = [
+        b.model_copy(update={"calibration": overrides.get(b.name, b.calibration)})
+        for b in policy.backends
+        if b.name in scored
+    ]
+    if not backends:
+        print(
+            "llmrouter: error: no policy backend name appears in the data's scores", file=sys.stderr
+        )
+        return 2
+    names = [b.name for b in backends]
+    kept = [r for r in records if all(n in r.scores for n in names)]
+    if not kept:
+        print(f"llmrouter: error: no prompt is scored on all of {names}", file=sys.stderr)
+        return 2
+    predictor = LearnedPredictor(args.weights)
+    show = not args.no_progress
+    with progress_bar(len(kept), "prompts", show) as advance:
+        states = predictor.states([r.text for r in kept], advance)
+    params = [predictor.params(b) for b in backends]
+    probs = probability_matrix(predictor, states, params)
+    realised, expected = cost_matrices(kept, backends, policy.routing.expected_output_tokens)
+    import numpy as np
+
+    data = EvalMatrix(
+        backends=names,
+        scores=np.asarray([[r.scores[n] for n in names] for r in kept]),
+        costs=realised,
+        expected_cost=expected,
+        probs=probs,
+    )
+    floors = default_floors(probs)
+    with progress_bar(len(floors), "floors", show) as advance:
+        report = evaluate(data, floors, advance)
+    report["skipped_prompts"] = len(records) - len(kept)
+    if args.plot:
+        from llmrouter.brain.plot import plot_report
+
+        plot_report(report, args.plot)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        _print_table(report)
+    return 0
+
+
+def _fmt(value: Any, percent: bool = False) -> str:
+    if value is None:
+        return "not reached"
+    return f"{value:.1%}" if percent else f"{value:.4f}"
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print(f"{report['prompts']} prompts, backends: {', '.join(report['backends'])}")
+    print(
+        f"reference (best single): {report['reference']}; "
+        f"target quality {report['target_quality']:.4f}"
+    )
+    print(f"{'floor':>7} {'cost/prompt':>12} {'quality':>8}  shares")
+    curve = report["router"]["curve"]
+    step = max(len(curve) // 12, 1)
+    for point in curve[::step]:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in point["shares"].items() if v > 0)
+        print(f"{point['floor']:>7.3f} {point['cost']:>12.6f} {point['quality']:>8.4f}  {shares}")
+    base = report["baselines"]
+    print()
+    print(f"{'':<14} {'AIQ':>8} {'cost to 95% of best (share of its cost)':>40}")
+    print(
+        f"{'router':<14} {report['router']['aiq']:>8.4f} "
+        f"{_fmt(report['router']['cost_to_target'], True):>40}"
+    )
+    for key in ("zero_router", "random", "oracle"):
+        row = base[key]
+        print(f"{key:<14} {row['aiq']:>8.4f} {_fmt(row['cost_to_target'], True):>40}")
+    for name, s in base["single"].items():
+        print(f"  single {name}: cost {s['cost']:.6f}, quality {s['quality']:.4f}")
+    two = report.get("two_model")
+    if two:
+        print(
+            f"two models ({two['weak']} -> {two['strong']}): APGR {_fmt(two['apgr'])}, "
+            f"CPT(50%) {_fmt(two['cpt50'], True)}, CPT(80%) {_fmt(two['cpt80'], True)}, "
+            f"strong calls at 95% quality {_fmt(two['strong_calls_at_target'], True)} "
+            f"(random {_fmt(two['random']['strong_calls_at_target'], True)})"
+        )

@@ -1,0 +1,64 @@
+"""Lossless-in-meaning clean-up: whitespace, pasted HTML, and (only if allowed) JSON.
+
+Leading indentation is never touched (it is meaning in code, YAML and lists); code and
+JSON blocks are left byte for byte unless ``preserve_code`` is off, in which case JSON is
+minified (re-serialised compactly, same data).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+from llmrouter.compression.text import split_blocks
+
+__all__ = ["normalize_text", "strip_html"]
+
+_INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
+_TRAILING = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\ufeff]")
+_HTML_TAG = re.compile(
+    r"</?(?:html|head|body|div|p|span|table|tr|td|th|ul|ol|li|br|h[1-6]|a|b|i|em|strong|"
+    r"section|article|header|footer|nav|tbody|thead|img|meta|link)\b[^>]*>",
+    re.IGNORECASE,
+)
+_DROP_ELEMENTS = re.compile(r"<(script|style|head|noscript)\b[^>]*>.*?</\1\s*>", re.I | re.S)
+_BREAKING_TAG = re.compile(r"<(?:br|/p|/div|/li|/h[1-6]|/tr|/table|/section|/article)\b[^>]*>", re.I)
+_ANY_TAG = re.compile(r"</?[a-zA-Z][^<>]*>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
+_BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+# Pasted HTML has many structural tags; a prompt that mentions a tag or two does not.
+_MIN_HTML_TAGS = 5
+
+
+def strip_html(text: str) -> str:
+    """Text of an HTML document or fragment, with block elements as line breaks."""
+    text = _DROP_ELEMENTS.sub("", text)
+    text = _BREAKING_TAG.sub(lambda m: m.group(0) + "\n", text)
+    text = _ANY_TAG.sub("", text)
+    return html.unescape(text)
+
+
+def _normalize_prose(text: str) -> str:
+    if len(_HTML_TAG.findall(text)) >= _MIN_HTML_TAGS:
+        text = strip_html(text)
+    text = _INNER_SPACES.sub(" ", text)
+    return _BLANK_RUNS.sub("\n\n", _TRAILING.sub("", text)).strip("\n")
+
+
+def normalize_text(text: str, *, preserve_code: bool = True) -> str:
+    """Whitespace collapsed, HTML stripped and (if allowed) JSON minified, outside code."""
+    text = _ZERO_WIDTH.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    out: list[str] = []
+    cursor = 0
+    for block in split_blocks(text):
+        between = text[cursor : block.start]
+        out.append("\n\n" if "\n" in between and out else ("" if not out else between))
+        if block.kind == "prose":
+            out.append(_normalize_prose(block.text))
+        elif block.kind == "json" and not preserve_code:
+            out.append(json.dumps(json.loads(block.text), ensure_ascii=False, separators=(",", ":")))
+        else:
+            out.append(block.text)
+        cursor = block.end
+    return "".join(out)

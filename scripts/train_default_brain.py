@@ -1,0 +1,63 @@
+"""Reproduce the shipped brain weights from ../shared/data (seeded; ~4 minutes on 2 cores).
+
+Usage: python scripts/train_default_brain.py [--shared ../shared/data] [--out STEM]
+Writes STEM.npz and STEM.json (default: llmrouter/brain/weights/default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from llmrouter.brain.convert import (  # noqa: E402
+    convert_llmrouter,
+    convert_math,
+    convert_routellm,
+    convert_routerbench,
+)
+from llmrouter.brain.dataset import Record  # noqa: E402
+from llmrouter.brain.training import TrainConfig, train  # noqa: E402
+
+
+def load_shared(shared: Path) -> dict[str, list[Record]]:
+    """Every shared set, converted, keyed by set name."""
+    routing = shared / "routing"
+    sets: dict[str, list[Record]] = {}
+    for name, records in convert_routellm(routing / "routellm").items():
+        sets[f"routellm_{name}"] = records
+    for name, records in convert_routerbench(routing / "routerbench").items():
+        sets[f"routerbench_{name}"] = records
+    sets["llmrouter"] = convert_llmrouter(routing / "llmrouter")
+    sets["math"] = convert_math(shared / "difficulty" / "math" / "train.jsonl")
+    return sets
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "llmrouter" / "brain" / "weights" / "default"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.shared.is_dir():
+        print(f"skipped: {args.shared} is absent", file=sys.stderr)
+        return 0
+    records = [r for records in load_shared(args.shared).values() for r in records]
+    started = time.perf_counter()
+    weights = train(records, TrainConfig(seed=args.seed))
+    weights.meta["training"]["sources"] = (
+        "routellm mmlu/gsm8k/mt_bench, routerbench, llmrouter, MATH"
+    )
+    stem = weights.save(args.out)
+    print(f"trained on {len(records)} records in {time.perf_counter() - started:.0f}s -> {stem}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The command line: outputs, JSON fields, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PolicyFactory, two_tier
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmrouter", *args], capture_output=True, text=True
+    )
+
+
+def test_route_json_has_the_decision_fields(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"), routing={"reference": "large"})
+    out = run("route", "Hi! How are you?", "--policy", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout)
+    assert decision["backend"] == "small"
+    assert {"backend", "candidates", "complexity", "reason"} <= set(decision)
+    for candidate in decision["candidates"]:
+        assert {"name", "predicted_quality", "estimated_cost_usd", "excluded_reason"} <= set(
+            candidate
+        )
+
+
+def test_route_text_explains(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("route", "Prove that sqrt(2) is irrational, step by step.", "--policy", str(path))
+    assert out.returncode == 0
+    assert "backend:" in out.stdout and "candidate" in out.stdout
+
+
+def test_policy_check_summarises(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("policy", "check", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout and "small" in out.stdout and "what routes where" in out.stdout
+
+
+def test_bad_policy_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backends:\n  - name: a\n    model: m\n    colour: blue\n")
+    out = run("policy", "check", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:4" in out.stderr and "colour" in out.stderr
+
+
+def test_prompt_too_large_exits_2(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("route", "word " * 9000, "--policy", str(path))
+    assert out.returncode == 2
+    assert "context window" in out.stderr
+
+
+def test_unknown_backend_exits_2(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("complete", "hi", "--model", "nope", "--policy", str(path))
+    assert out.returncode == 2 and "unknown model 'nope'" in out.stderr
+
+
+def test_unreachable_backend_exits_1(make_policy: PolicyFactory) -> None:
+    path = make_policy(
+        two_tier("http://127.0.0.1:9/v1"), fallback={"retries": 0, "backoff_initial_s": 0}
+    )
+    out = run("complete", "hi", "--policy", str(path))
+    assert out.returncode == 1 and "all backends failed" in out.stderr
+
+
+def test_spend_on_empty_ledger(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("spend", "--policy", str(path), "--json")
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["calls"] == 0
+    bad = run("spend", "--policy", str(path), "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "cannot read time" in bad.stderr
+
+
+def test_no_command_prints_help() -> None:
+    out = run()
+    assert out.returncode == 2 and "usage" in out.stdout

@@ -1,0 +1,92 @@
+"""The SQLite ledger: batched writes lose nothing; reports add up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from llmrouter.ledger import CallRecord, SQLiteLedger, spend_report
+
+
+def record(i: int, backend: str = "small", cache: str = "miss") -> CallRecord:
+    return CallRecord(
+        ts=time.time(),
+        request_id=f"req_{i}",
+        backend=backend,
+        provider_model="m",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cached_tokens=0,
+        usage_source="provider",
+        cost_usd=0.0 if cache == "hit" else 0.001,
+        baseline_cost_usd=0.01,
+        latency_ms=1.0,
+        ttft_ms=None,
+        cache=cache,
+        complexity=0.1,
+        decision_reason="test",
+        outcome="ok",
+        tags=["a", "b"],
+    )
+
+
+def test_rows_survive_close_from_many_threads(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+
+    def write(start: int) -> None:
+        for i in range(start, start + 250):
+            ledger.record(record(i))
+
+    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ledger.close()
+    reopened = SQLiteLedger(tmp_path / "l.db")
+    rows = reopened.rows()
+    assert len(rows) == 1000
+    assert len({r["request_id"] for r in rows}) == 1000
+    assert rows[0]["tags"] == ["a", "b"]
+
+
+def test_sync_mode_commits_before_returning(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db", sync=True)
+    ledger.record(record(1))
+    other = SQLiteLedger(tmp_path / "l.db")
+    assert len(other.rows()) == 1
+
+
+def test_duplicate_request_id_is_not_written_twice(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.record(record(1))
+    ledger.record(record(1))
+    assert len(ledger.rows()) == 1
+
+
+def test_report_totals_and_savings(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    for i in range(3):
+        ledger.record(record(i))
+    ledger.record(record(10, backend="large", cache="hit"))
+    report = spend_report(ledger)
+    assert report.calls == 4 and report.cache_hits == 1
+    assert report.cost_usd == pytest.approx(0.003)
+    assert report.baseline_cost_usd == pytest.approx(0.04)
+    assert report.cache_saved_usd == pytest.approx(0.01)
+    assert report.routing_saved_usd == pytest.approx(0.04 - 0.003 - 0.01)
+    assert {b["key"] for b in report.by_backend} == {"small", "large"}
+    later = spend_report(ledger, since=time.time() + 60)
+    assert later.calls == 0
+
+
+def test_schema_is_versioned(tmp_path: Path) -> None:
+    import sqlite3
+
+    SQLiteLedger(tmp_path / "l.db")
+    SQLiteLedger(tmp_path / "l.db")  # re-opening does not re-run migrations
+    versions = sqlite3.connect(tmp_path / "l.db").execute("SELECT version FROM schema_version")
+    assert [v for (v,) in versions] == [1]
