@@ -53,3 +53,18 @@ __all__ = [
     "__version__",
     "load_policy",
 ]
+
+
+# --- lazily loaded faces: the drop-in OpenAI clients (they import openai and httpx) ----------
+_LAZY = {"OpenAI": "llmrouter.client", "AsyncOpenAI": "llmrouter.client"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmrouter' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -25,16 +25,19 @@ from .resilience import Attempt, CallBudget, async_retrying, retrying
 from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
 from .routing import (
     CircuitBreaker,
+    ConversationMemory,
     Decision,
     LatencyTracker,
     Limits,
     QualityPredictor,
     RequestFacts,
+    Sticky,
     analyze_request,
     select,
     validate_messages,
 )
 from .streaming import AsyncCompletionStream, CompletionStream, StreamAccumulator, replay_chunks
+from .tokens import message_text
 
 __all__ = ["CallOptions", "Router"]
 
@@ -109,6 +112,7 @@ class Router:
         self._reference = self.policy.reference_backend
         self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
         self.latency = LatencyTracker()
+        self.conversations = ConversationMemory()
         breaker = self.policy.fallback.circuit_breaker
         self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
         cache = self.policy.cache
@@ -132,9 +136,15 @@ class Router:
         model = params.pop("model", "auto")
         options = CallOptions.take(params)
         checked = validate_messages(messages)
-        return self._decide(analyze_request(checked, params), options, model)
+        return self._decide(checked, analyze_request(checked, params), options, model)
 
-    def _decide(self, facts: RequestFacts, options: CallOptions, model: str | None) -> Decision:
+    def _decide(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        facts: RequestFacts,
+        options: CallOptions,
+        model: str | None,
+    ) -> Decision:
         pinned = None
         if model not in (None, "auto", ""):
             if model not in self._backends:
@@ -151,7 +161,7 @@ class Router:
             max_cost_usd=options.max_cost_usd,
             max_latency_ms=options.max_latency_ms,
         )
-        profile = self.predictor.profile(facts.text, facts.token_ids)
+        profile = self.predictor.profile(facts.focus_text, facts.focus_ids)
         return select(
             facts,
             profile,
@@ -161,7 +171,20 @@ class Router:
             self.latency,
             self.health.allows,
             pinned=pinned,
+            sticky=self._sticky(messages, facts) if pinned is None else None,
         )
+
+    def _sticky(self, messages: Sequence[Mapping[str, Any]], facts: RequestFacts) -> Sticky | None:
+        """The backend this conversation has been on, if the policy keeps conversations put."""
+        if not self.policy.routing.sticky_conversations or facts.turns < 2:
+            return None
+        found = self.conversations.backend_for(messages)
+        if found is None or found[0] not in self._backends:
+            return None
+        backend, seen = found
+        seen_chars = sum(len(message_text(m)) for m in messages[:seen])
+        share = seen_chars / max(len(facts.text), 1)
+        return Sticky(backend, int(facts.prompt_tokens * min(share, 1.0)))
 
     # --- completing ------------------------------------------------------------------------------
 
@@ -224,7 +247,7 @@ class Router:
         options = CallOptions.take(params)
         checked = validate_messages(messages)
         facts = analyze_request(checked, params)
-        decision = self._decide(facts, options, model)
+        decision = self._decide(checked, facts, options, model)
         return _Call(
             request_id=f"req_{uuid.uuid4().hex}",
             messages=checked,
@@ -543,6 +566,9 @@ class Router:
             tokens_before_compression=call.tokens_before_compression,
         )
         completion._router = info
+        if completion.choices:
+            reply = completion.choices[0].message.model_dump(exclude_none=True)
+            self.conversations.remember(call.messages, reply, name)
         if not hit:
             self._observe_latency(name, ttft_ms, latency_ms, spend.completion_tokens)
             if self.cache is not None and call.key is not None and name == call.decision.backend:

@@ -14,27 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from llmrouter.brain.convert import (  # noqa: E402
-    convert_llmrouter,
-    convert_math,
-    convert_routellm,
-    convert_routerbench,
-)
-from llmrouter.brain.dataset import Record  # noqa: E402
+from llmrouter.brain.convert import load_shared  # noqa: E402
 from llmrouter.brain.training import TrainConfig, train  # noqa: E402
-
-
-def load_shared(shared: Path) -> dict[str, list[Record]]:
-    """Every shared set, converted, keyed by set name."""
-    routing = shared / "routing"
-    sets: dict[str, list[Record]] = {}
-    for name, records in convert_routellm(routing / "routellm").items():
-        sets[f"routellm_{name}"] = records
-    for name, records in convert_routerbench(routing / "routerbench").items():
-        sets[f"routerbench_{name}"] = records
-    sets["llmrouter"] = convert_llmrouter(routing / "llmrouter")
-    sets["math"] = convert_math(shared / "difficulty" / "math" / "train.jsonl")
-    return sets
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "convert_routellm",
     "convert_routerbench",
     "llmrouter_prices",
+    "load_shared",
 ]
 
 _MMLU_MATH = {
@@ -233,3 +234,16 @@ def convert_math(path: Path) -> list[Record]:
                 )
             )
     return records
+
+
+def load_shared(shared: Path) -> dict[str, list[Record]]:
+    """Every set of the shared development data, converted, keyed by set name."""
+    routing = shared / "routing"
+    sets: dict[str, list[Record]] = {}
+    for name, records in convert_routellm(routing / "routellm").items():
+        sets[f"routellm_{name}"] = records
+    for name, records in convert_routerbench(routing / "routerbench").items():
+        sets[f"routerbench_{name}"] = records
+    sets["llmrouter"] = convert_llmrouter(routing / "llmrouter")
+    sets["math"] = convert_math(shared / "difficulty" / "math" / "train.jsonl")
+    return sets

@@ -91,6 +91,7 @@ def evaluate(
     floors: Sequence[float] | None = None,
     progress: Callable[[int], None] | None = None,
     target_share: float = 0.95,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """The full report: router curve and metrics, and the same metrics for the baselines."""
     floors = list(floors) if floors is not None else default_floors(data.probs)
@@ -100,7 +101,8 @@ def evaluate(
         for j, b in enumerate(data.backends)
     }
     cheapest = min(single, key=lambda b: (single[b]["cost"], -single[b]["quality"]))
-    reference = max(single, key=lambda b: (single[b]["quality"], -single[b]["cost"]))
+    if reference is None:
+        reference = max(single, key=lambda b: (single[b]["quality"], -single[b]["cost"]))
     ref_cost, ref_quality = single[reference]["cost"], single[reference]["quality"]
     cost_range = (single[cheapest]["cost"], max(s["cost"] for s in single.values()))
     target = target_share * ref_quality

@@ -32,11 +32,9 @@ _SHIFT = np.uint64(64 - HASH_BITS)
 STRUCTURAL_NAMES: tuple[str, ...] = (
     "length",
     "long_context",
-    "lines",
     "latex",
     "numbers",
     "code_block",
-    "multiple_choice",
     "questions",
 )
 
@@ -61,19 +59,15 @@ def hashed_ngrams(token_ids: Sequence[int]) -> NDArray[np.int64]:
 def structural_features(text: str, n_tokens: int) -> tuple[float, ...]:
     """Dense features in the order of ``STRUCTURAL_NAMES``, each roughly in [0, 3]."""
     n_chars = max(len(text), 1)
-    lines = text.count("\n")
     latex = text.count("\\") + text.count("$") + text.count("^") + text.count("_{")
     digits = sum(text.count(d) for d in "0123456789")
     code = text.count("```") + text.count("def ") + text.count("    return") + text.count(";\n")
-    choices = text.count("\nA") + text.count("\nB)") + text.count("\nB.") + text.count("\nC")
     questions = text.count("?")
     return (
         math.log1p(n_tokens) / 4.0,
         max(math.log2(max(n_tokens, 1) / 2048.0), 0.0) / 2.0,
-        math.log1p(lines) / 3.0,
         math.log1p(1000.0 * latex / n_chars) / 4.0,
         math.log1p(1000.0 * digits / n_chars) / 5.0,
         math.log1p(code),
-        math.log1p(choices),
         math.log1p(questions),
     )

@@ -44,7 +44,7 @@ class TrainConfig:
     l2_hashed: float = 1e-7
     l2_structural: float = 1e-4
     l2_skills: float = 3e-3
-    l2_category: float = 1e-4
+    l2_category: float = 3e-3
     level_weight: float = 0.5
     min_category_df: int = 5
     max_iter: int = 300

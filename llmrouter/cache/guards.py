@@ -17,7 +17,8 @@ __all__ = ["PromptFacts", "conflicts", "extract_facts"]
 
 _CODE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]+`", re.DOTALL)
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$]+\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
-_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+# digits glued to names count too: x_1 and x_11, d2 and d5 are different things
+_NUMBER = re.compile(r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|[$€£¥%°]")
 _CAPITALISED = re.compile(r"(?<![.!?:\n]\s)(?<!^)\b([A-Z][a-zA-Z]+|[A-Z]{2,})\b", re.MULTILINE)
 _SPACE = re.compile(r"\s+")
@@ -109,7 +110,7 @@ class PromptFacts:
 
 
 def _number(token: str) -> str:
-    token = token.replace(",", "").replace("−", "-").lstrip("+")
+    token = token.replace(",", "")
     if "." in token and "/" not in token:
         token = token.rstrip("0").rstrip(".") or "0"
     return token
@@ -139,7 +140,7 @@ def extract_facts(text: str) -> PromptFacts:
             units.append(_UNITS[token])
         if token in _CONTRASTS:
             contrasts.append(_singular(token))
-    operators = _OPERATOR_SYMBOLS.findall(_NUMBER.sub(" ", plain))
+    operators = _OPERATOR_SYMBOLS.findall(_NUMBER.sub(" ", plain.replace("−", "-")))
     entities = frozenset(match.lower() for match in _CAPITALISED.findall(plain))
     return PromptFacts(
         numbers=tuple(sorted(numbers)),

@@ -36,6 +36,8 @@ __all__ = ["SemanticCache", "SemanticLookup"]
 _EXACT_SEARCH_ROWS = 4096
 # Candidate entries come from the postings of this many of the query's rarest words.
 _RARE_WORDS = 3
+# Beyond this many candidates, scoring everything is as cheap as collecting them.
+_MAX_CANDIDATES = 20_000
 # Guard checks per lookup: the best few candidates above the threshold.
 _CHECKED_CANDIDATES = 8
 
@@ -71,6 +73,7 @@ class _Shelf:
     entries: list[_Entry] = field(default_factory=list)
     postings: dict[str, list[int]] = field(default_factory=dict)
     by_prompt: dict[str, int] = field(default_factory=dict)
+    by_bag: dict[str, list[int]] = field(default_factory=dict)
     dead: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +88,7 @@ class _Shelf:
         self.vectors[row] = vector
         self.entries.append(entry)
         self.by_prompt[entry.key] = row
+        self.by_bag.setdefault(_bag(entry.words), []).append(row)
         for word in set(entry.words):
             self.postings.setdefault(word, []).append(row)
 
@@ -94,20 +98,35 @@ class _Shelf:
         vectors = self.vectors[alive]
         entries = [self.entries[row] for row in alive]
         self.__post_init__()
-        self.entries, self.postings, self.by_prompt, self.dead = [], {}, {}, 0
+        self.entries, self.postings, self.by_prompt, self.by_bag = [], {}, {}, {}
+        self.dead = 0
         for entry, vector in zip(entries, vectors):
             self.add(entry, vector)
 
     def candidates(self, words: Sequence[str], indexed: bool) -> np.ndarray | None:
-        """Rows worth scoring; None means all of them."""
+        """Rows worth scoring; None means all of them.
+
+        Rows with the same bag of canonical words come first (a prompt reworded only in
+        case, punctuation, spacing, courtesy or clause order); then rows sharing one of the
+        query's rarest words. A query made only of common words is searched exhaustively.
+        """
         if not indexed or len(self.entries) <= _EXACT_SEARCH_ROWS:
             return None
-        lists = sorted(
-            (self.postings[w] for w in set(words) if w in self.postings), key=len
-        )[:_RARE_WORDS]
-        if not lists:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate([np.asarray(rows, dtype=np.int64) for rows in lists]))
+        same = self.by_bag.get(_bag(words), [])
+        lists = sorted((self.postings[w] for w in set(words) if w in self.postings), key=len)
+        lists = lists[:_RARE_WORDS]
+        if lists and len(lists[0]) > _MAX_CANDIDATES:
+            return None
+        rows = [*same]
+        for posting in lists:
+            if len(rows) + len(posting) > _MAX_CANDIDATES:
+                break
+            rows.extend(posting)
+        return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def _bag(words: Sequence[str]) -> str:
+    return " ".join(sorted(words))
 
 
 class SemanticCache:

@@ -61,6 +61,8 @@ _STOP = object()
 
 
 class SQLiteLedger:
+    dialect = "sqlite"
+
     def __init__(self, path: str | Path, *, sync: bool = False) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":

@@ -235,6 +235,8 @@ def _complete(policy: Policy, source: str, lines: dict[Path_, int]) -> None:
                     input_per_million=info.input_per_million,
                     output_per_million=info.output_per_million,
                     cached_input_per_million=info.cached_input_per_million,
+                    cache_write_per_million=info.cache_write_per_million,
+                    reasoning_per_million=info.reasoning_per_million,
                 )
             else:
                 raise PolicyError(

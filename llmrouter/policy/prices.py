@@ -46,6 +46,8 @@ class ModelInfo:
         self.input_per_million = _per_million(entry.get("input_cost_per_token")) or 0.0
         self.output_per_million = _per_million(entry.get("output_cost_per_token")) or 0.0
         self.cached_input_per_million = _per_million(entry.get("cache_read_input_token_cost"))
+        self.cache_write_per_million = _per_million(entry.get("cache_creation_input_token_cost"))
+        self.reasoning_per_million = _per_million(entry.get("output_cost_per_reasoning_token"))
         window = entry.get("max_input_tokens") or entry.get("max_tokens")
         self.context_window = int(window) if window else None
         out = entry.get("max_output_tokens")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 __all__ = [
     "OPENAI_COMPATIBLE_PROVIDERS",
     "BackendConfig",
+    "BudgetConfig",
     "CacheConfig",
     "Capability",
     "CircuitBreakerConfig",
@@ -26,6 +27,7 @@ __all__ = [
     "RoutingConfig",
     "SemanticCacheConfig",
     "ServerConfig",
+    "SharedStateConfig",
 ]
 
 Capability = Literal["tools", "vision", "json"]
@@ -50,19 +52,48 @@ class Price(StrictModel):
     input_per_million: float = Field(ge=0)
     output_per_million: float = Field(ge=0)
     cached_input_per_million: float | None = Field(default=None, ge=0)
+    # Prompt tokens written to a provider's prompt cache (Anthropic bills them above input).
+    cache_write_per_million: float | None = Field(default=None, ge=0)
+    # Reasoning tokens, when a provider bills them apart from other output tokens.
+    reasoning_per_million: float | None = Field(default=None, ge=0)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        """Dollar cost of a call; cached prompt tokens at the cached rate when one is known."""
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        *,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> float:
+        """Dollar cost of a call, each kind of token at its own rate when one is known.
+
+        ``prompt_tokens`` counts every prompt token (cache reads and writes included) and
+        ``completion_tokens`` every output token (reasoning included), as OpenAI reports.
+        """
         cached_rate = (
             self.cached_input_per_million
             if self.cached_input_per_million is not None
             else self.input_per_million
         )
-        uncached = max(prompt_tokens - cached_tokens, 0)
+        write_rate = (
+            self.cache_write_per_million
+            if self.cache_write_per_million is not None
+            else self.input_per_million
+        )
+        reasoning_rate = (
+            self.reasoning_per_million
+            if self.reasoning_per_million is not None
+            else self.output_per_million
+        )
+        uncached = max(prompt_tokens - cached_tokens - cache_write_tokens, 0)
+        reasoning = min(reasoning_tokens, completion_tokens)
         return (
             uncached * self.input_per_million
             + cached_tokens * cached_rate
-            + completion_tokens * self.output_per_million
+            + cache_write_tokens * write_rate
+            + (completion_tokens - reasoning) * self.output_per_million
+            + reasoning * reasoning_rate
         ) / 1_000_000
 
 
@@ -198,12 +229,67 @@ class LedgerConfig(StrictModel):
     enabled: bool = True
     url: str = "sqlite:///.llmrouter/ledger.db"
     store_prompts: bool = False
+    # Commit each row before the answer is returned (slower; survives a kill -9).
+    sync: bool = False
 
     @field_validator("url")
     @classmethod
     def _supported_scheme(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("ledger url must be sqlite:///PATH")
+        if not value.startswith(LEDGER_SCHEMES):
+            raise ValueError(
+                "ledger url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                "(postgres:// also accepted)"
+            )
+        return value
+
+
+LEDGER_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+class BudgetConfig(StrictModel):
+    """A spending limit over a period, for one scope (an API key, a user, a tag, or all calls).
+
+    Without ``match``, every distinct key/user/tag gets its own limit; with it, only that one.
+    ``hard`` refuses a call whose worst-case cost would cross the limit (HTTP 429);
+    ``soft`` lets it through with a warning header and a log line.
+    """
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    scope: Literal["global", "key", "user", "tag"] = "global"
+    match: str | None = Field(default=None, min_length=1)
+    period: Literal["day", "month", "total"] = "month"
+    limit_usd: float = Field(gt=0)
+    mode: Literal["hard", "soft"] = "hard"
+
+    @model_validator(mode="after")
+    def _global_has_no_match(self) -> BudgetConfig:
+        if self.scope == "global" and self.match is not None:
+            raise ValueError("a global budget applies to every call; remove 'match'")
+        return self
+
+    @property
+    def label(self) -> str:
+        """A stable id for counters and reports (the name, else scope/match/period)."""
+        if self.name is not None:
+            return self.name
+        return f"{self.scope}:{self.match or '*'}:{self.period}"
+
+
+class SharedStateConfig(StrictModel):
+    """State shared by sidecar replicas through Redis: cache, breakers, latency, budgets."""
+
+    redis_url: str | None = None
+    key_prefix: str = Field(default="llmrouter", pattern=r"^[A-Za-z0-9._:-]+$")
+    # How long a replica trusts its local copy of the circuit-breaker states.
+    breaker_refresh_s: float = Field(default=0.5, ge=0)
+    # How often a replica publishes and merges latency estimates.
+    latency_sync_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be redis://HOST:PORT/DB, rediss://... or unix://")
         return value
 
 
@@ -232,6 +318,8 @@ class Policy(StrictModel):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    shared_state: SharedStateConfig = Field(default_factory=SharedStateConfig)
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -247,6 +335,9 @@ class Policy(StrictModel):
             raise ValueError(
                 f"routing.reference {self.routing.reference!r} is not a backend; one of: {names}"
             )
+        labels = [b.label for b in self.budgets]
+        if len(set(labels)) != len(labels):
+            raise ValueError("two budgets share a name (or scope, match and period); name them")
         embed = self.cache.semantic.embedding_backend
         if embed is not None and embed not in seen:
             raise ValueError(

@@ -25,6 +25,8 @@ class RequestFacts:
 
     text: str
     token_ids: Sequence[int]
+    focus_text: str
+    focus_ids: Sequence[int]
     prompt_tokens: int
     max_tokens: int | None
     needs: frozenset[Capability]
@@ -67,9 +69,16 @@ def analyze_request(
     messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> RequestFacts:
     texts: list[str] = []
+    ids: list[int] = []
+    focus = (0, 0, "")  # the last user message: what this turn asks
     images = 0
     for message in messages:
-        texts.append(message_text(message))
+        text = message_text(message)
+        texts.append(text)
+        encoded = encode(text) if text else []
+        if message.get("role") == "user":
+            focus = (len(ids), len(ids) + len(encoded), text)
+        ids.extend(encoded)
         content = message.get("content")
         if isinstance(content, list):
             images += sum(
@@ -77,10 +86,8 @@ def analyze_request(
                 for part in content
                 if isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image")
             )
-    text = "\n".join(texts)
-    token_ids = encode(text)
     prompt_tokens = (
-        len(token_ids)
+        len(ids)
         + _FRAMING_PER_MESSAGE * len(messages)
         + _FRAMING_REPLY
         + images * _IMAGE_TOKENS
@@ -105,9 +112,14 @@ def analyze_request(
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
         raise InvalidRequest("max_tokens must be a positive integer", param="max_tokens")
     turns = sum(1 for m in messages if m.get("role") == "user")
+    start, end, focus_text = focus
+    if not focus_text:  # no user message: judge the whole prompt
+        start, end, focus_text = 0, len(ids), "\n".join(texts)
     return RequestFacts(
-        text=text,
-        token_ids=token_ids,
+        text="\n".join(texts),
+        token_ids=ids,
+        focus_text=focus_text,
+        focus_ids=ids[start:end],
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
         needs=frozenset(needs),

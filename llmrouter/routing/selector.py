@@ -19,7 +19,7 @@ from .latency import LatencyTracker
 from .predictor import PromptProfile, QualityPredictor
 from .request import RequestFacts
 
-__all__ = ["Limits", "select"]
+__all__ = ["Limits", "Sticky", "select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,14 @@ class Limits:
     expected_output_tokens: int
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sticky:
+    """The backend a conversation has been on, and how much of the prompt it has seen."""
+
+    backend: str
+    prefix_tokens: int
 
 
 def select(
@@ -39,6 +47,7 @@ def select(
     latency: LatencyTracker,
     is_healthy: Callable[[str], bool],
     pinned: str | None = None,
+    sticky: Sticky | None = None,
 ) -> Decision:
     output_tokens = limits.expected_output_tokens
     if facts.max_tokens is not None:
@@ -78,11 +87,22 @@ def select(
     excluded = [c for c in candidates if not c.eligible]
     ranked = passing + failing + excluded
 
+    staying = next((c for c in passing if sticky and c.name == sticky.backend), None)
     if pinned is not None:
         chosen = next(c for c in candidates if c.name == pinned)
         if chosen.excluded_reason and chosen.excluded_reason.startswith("context window"):
             raise ContextTooLarge(f"backend {pinned!r}: {chosen.excluded_reason}")
         reason = f"pinned to {pinned} by the caller"
+    elif staying is not None:
+        # Staying keeps the provider's prompt cache; leave only when this turn needs a
+        # stronger backend (the conversation's backend no longer clears the floor).
+        chosen = staying
+        ranked.remove(staying)
+        ranked.insert(0, staying)
+        reason = (
+            f"conversation stays on {chosen.name}: still predicted ≥ {limits.quality_floor:.2f} "
+            f"(p={chosen.predicted_quality:.2f}); switching would forfeit its prompt cache"
+        )
     elif passing:
         chosen = passing[0]
         reason = (

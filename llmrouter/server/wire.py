@@ -150,6 +150,11 @@ def check_messages(messages: Any) -> None:
                         f"{where}.content[{position}] must be an object with a 'type'",
                         param=f"{where}.content[{position}]",
                     )
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise InvalidRequest(
+                        f"{where}.content[{position}].text must be a string",
+                        param=f"{where}.content[{position}].text",
+                    )
         name = message.get("name")
         if name is not None and not isinstance(name, str):
             raise InvalidRequest(f"{where}.name must be a string", param=f"{where}.name")

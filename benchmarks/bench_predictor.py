@@ -1,0 +1,72 @@
+"""Latency of the learned predictor: profile() on a 2,000-token prompt, probability() per backend.
+
+Prints p50/p99 in microseconds; the router's budget is ~300 us p50 for profile() and
+~10 us per backend for probability(). Usage: python benchmarks/bench_predictor.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from llmrouter.brain import LearnedPredictor  # noqa: E402
+from llmrouter.policy.schema import BackendConfig  # noqa: E402
+from llmrouter.tokens import encode  # noqa: E402
+
+PARAGRAPH = (
+    "Consider a sequence of integers defined by a recurrence. We want to prove, step by step, "
+    "that the sequence is eventually periodic, and to write a Python function that finds the "
+    "period. ```python\ndef period(xs):\n    return len(set(xs))\n``` Explain the complexity. "
+)
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
+
+
+def main() -> None:
+    started = time.perf_counter()
+    predictor = LearnedPredictor()
+    print(f"load weights: {1e3 * (time.perf_counter() - started):.1f} ms (once per predictor)")
+    text = PARAGRAPH
+    while len(encode(text)) < 2000:
+        text += PARAGRAPH
+    ids = encode(text)[:2000]
+    backends = [
+        BackendConfig(name="small", model="small-model", quality=0.35, base_url="http://x/v1"),
+        BackendConfig(name="gpt4", model="gpt-4-1106-preview", quality=0.9, base_url="http://x/v1"),
+        BackendConfig(
+            name="calibrated",
+            model="other",
+            quality=0.6,
+            base_url="http://x/v1",
+            calibration={"ability": 0.4, "discrimination": 1.1, "math": 0.2},
+        ),
+    ]
+    for _ in range(200):
+        profile = predictor.profile(text, ids)
+    samples = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        profile = predictor.profile(text, ids)
+        samples.append(time.perf_counter() - t0)
+    p50, p99 = _percentiles(samples)
+    print(f"profile(2,000 tokens): p50 {1e6 * p50:.0f} us, p99 {1e6 * p99:.0f} us")
+    samples = []
+    for _ in range(20000):
+        t0 = time.perf_counter()
+        for backend in backends:
+            predictor.probability(profile, backend)
+        samples.append((time.perf_counter() - t0) / len(backends))
+    p50, p99 = _percentiles(samples)
+    print(f"probability() per backend: p50 {1e6 * p50:.1f} us, p99 {1e6 * p99:.1f} us")
+    print(f"complexity {profile.complexity:.3f}, signals {profile.signals}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Measure every target of the routing-brain issue on prompts the brain did not train on.
+
+Protocol: 5-fold cross-validation by prompt (folds by a hash of the normalised prompt text,
+so duplicates share a fold) over all shared sets at once; each prompt is scored by the
+brain trained on the other four folds. The calibration-under-shift experiment uses a brain
+trained without RouteLLM and RouterBench at all (their models and prompts are unseen), then
+calibrates from 100 prompts of one task and routes another.
+
+Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
+Fold weights are cached in build/brain-cv/ (delete it to retrain); needs ../shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from llmrouter.brain.abilities import BackendParams, rating_ability, resolve_params  # noqa: E402
+from llmrouter.brain.calibration import fit_backend  # noqa: E402
+from llmrouter.brain.convert import llmrouter_prices, load_shared  # noqa: E402
+from llmrouter.brain.dataset import Record  # noqa: E402
+from llmrouter.brain.evaluation import EvalMatrix, decide, default_floors, evaluate  # noqa: E402
+from llmrouter.brain.model import BrainWeights, PromptState  # noqa: E402
+from llmrouter.brain.predictor import LearnedPredictor  # noqa: E402
+from llmrouter.brain.training import FeatureMatrix, featurize, fold_of, train  # noqa: E402
+from llmrouter.tokens import count_text_tokens, encode  # noqa: E402
+
+FOLDS = 5
+GPT4 = "gpt-4-1106-preview"
+MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+_records: list[Record] = []
+_feats: FeatureMatrix | None = None
+
+
+def _train_subset(args: tuple[list[int], str]) -> str:
+    rows, out = args
+    assert _feats is not None
+    sub = FeatureMatrix(_feats.hashed[rows], _feats.structural[rows])
+    weights = train([_records[i] for i in rows], feats=sub)
+    weights.save(out)
+    return out
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    pos = labels.astype(bool)
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _probs(states: list[PromptState], params: list[list[BackendParams]]) -> np.ndarray:
+    return np.asarray(
+        [
+            [LearnedPredictor.probability_of(s, p) for p in row]
+            for s, row in zip(states, params, strict=True)
+        ]
+    )
+
+
+class CrossValidation:
+    def __init__(self, sets: dict[str, list[Record]], cache: Path, jobs: int) -> None:
+        global _records, _feats
+        self.sets = sets
+        self.records = [r for rs in sets.values() for r in rs]
+        self.set_of = [name for name, rs in sets.items() for _ in rs]
+        self.fold = np.asarray([fold_of(r.text) for r in self.records])
+        _records = self.records
+        started = time.perf_counter()
+        _feats = featurize([r.text for r in self.records])
+        print(
+            f"featurised {len(self.records)} prompts in {time.perf_counter() - started:.0f}s",
+            file=sys.stderr,
+        )
+        cache.mkdir(parents=True, exist_ok=True)
+        jobs_todo = []
+        for k in range(FOLDS):
+            out = cache / f"fold{k}"
+            if not out.with_suffix(".npz").exists():
+                jobs_todo.append((list(np.flatnonzero(self.fold != k)), str(out)))
+        blind = cache / "no_routellm_routerbench"
+        if not blind.with_suffix(".npz").exists():
+            keep = [
+                i
+                for i, s in enumerate(self.set_of)
+                if not s.startswith(("routellm", "routerbench"))
+            ]
+            jobs_todo.append((keep, str(blind)))
+        if jobs_todo:
+            started = time.perf_counter()
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for out in pool.imap_unordered(_train_subset, jobs_todo):
+                    print(f"trained {out} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+        self.weights = [BrainWeights.load(cache / f"fold{k}") for k in range(FOLDS)]
+        self.blind = BrainWeights.load(blind)
+        self.states = [
+            self.weights[self.fold[i]].state(r.text, encode(r.text))[0]
+            for i, r in enumerate(self.records)
+        ]
+
+    def rows(self, name: str) -> list[int]:
+        return [i for i, s in enumerate(self.set_of) if s == name]
+
+    def matrix(
+        self, rows: list[int], models: list[str], costs: np.ndarray, expected: np.ndarray
+    ) -> EvalMatrix:
+        params = [
+            [resolve_params(m, 0.5, None, self.weights[self.fold[i]].meta) for m in models]
+            for i in rows
+        ]
+        return EvalMatrix(
+            backends=models,
+            scores=np.asarray([[self.records[i].scores[m] for m in models] for i in rows]),
+            costs=costs,
+            expected_cost=expected,
+            probs=_probs([self.states[i] for i in rows], params),
+        )
+
+
+def routellm(cv: CrossValidation) -> dict[str, Any]:
+    """Mixtral vs GPT-4, cost in units of one Mixtral call (GPT-4 = 10 units)."""
+    out = {}
+    for name in ("routellm_mmlu", "routellm_gsm8k", "routellm_mt_bench"):
+        rows = [i for i in cv.rows(name) if {GPT4, MIXTRAL} <= set(cv.records[i].scores)]
+        cost = np.tile([1.0, 10.0], (len(rows), 1))
+        data = cv.matrix(rows, [MIXTRAL, GPT4], cost, cost)
+        report = evaluate(data, default_floors(data.probs), reference=GPT4)
+        two = report["two_model"]
+        out[name] = {
+            "prompts": len(rows),
+            "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
+            "mixtral_quality": report["baselines"]["single"][MIXTRAL]["quality"],
+            "fewer_gpt4_calls_at_95pct": two["fewer_strong_calls_at_target"],
+            "random_fewer_gpt4_calls_at_95pct": 1 - two["random"]["strong_calls_at_target"],
+            "apgr": two["apgr"],
+            "cpt50": two["cpt50"],
+            "cpt80": two["cpt80"],
+        }
+    return out
+
+
+def routerbench(cv: CrossValidation) -> dict[str, Any]:
+    """Real USD costs; the router decides on each model's mean cost in the training folds."""
+    out = {}
+    names = [n for n in cv.sets if n.startswith("routerbench_")]
+    models = sorted({m for n in names for i in cv.rows(n) for m in cv.records[i].scores})
+    for name in [*names, "routerbench_all"]:
+        rows = (
+            [i for n in names for i in cv.rows(n)] if name == "routerbench_all" else cv.rows(name)
+        )
+        rows = [i for i in rows if set(models) <= set(cv.records[i].scores)]
+        costs = np.asarray([[cv.records[i].costs[m] for m in models] for i in rows])
+        expected = np.zeros_like(costs)
+        for k in range(FOLDS):
+            train_rows = [j for j, i in enumerate(rows) if cv.fold[i] != k]
+            mean = costs[train_rows].mean(axis=0)
+            expected[[j for j, i in enumerate(rows) if cv.fold[i] == k]] = mean
+        data = cv.matrix(rows, models, costs, expected)
+        report = evaluate(data, default_floors(data.probs), reference=GPT4)
+        out[name] = {
+            "prompts": len(rows),
+            "aiq_router": report["router"]["aiq"],
+            "aiq_zero_router": report["baselines"]["zero_router"]["aiq"],
+            "aiq_random": report["baselines"]["random"]["aiq"],
+            "aiq_oracle": report["baselines"]["oracle"]["aiq"],
+            "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
+            "cost_to_95pct_gpt4_router": report["router"]["cost_to_target"],
+            "cost_to_95pct_gpt4_zero_router": report["baselines"]["zero_router"]["cost_to_target"],
+        }
+    return out
+
+
+def llmrouter_set(cv: CrossValidation, shared: Path) -> dict[str, Any]:
+    """Nine open models; cost = prompt tokens x input price + 256 output tokens x output price."""
+    prices = llmrouter_prices(shared / "routing" / "llmrouter")
+    rows = cv.rows("llmrouter")
+    models = sorted({m for i in rows for m in cv.records[i].scores})
+    rows = [i for i in rows if set(models) <= set(cv.records[i].scores)]
+    tokens = np.asarray([count_text_tokens(cv.records[i].text) for i in rows], dtype=float)
+    costs = np.column_stack([(tokens * prices[m][0] + 256 * prices[m][1]) / 1e6 for m in models])
+    data = cv.matrix(rows, models, costs, costs)
+    best = max(models, key=lambda m: data.scores[:, models.index(m)].mean())
+    report = evaluate(data, default_floors(data.probs), target_share=1.0, reference=best)
+    return {
+        "prompts": len(rows),
+        "best_single": best,
+        "best_single_quality": report["baselines"]["single"][best]["quality"],
+        "router_cost_share_at_best_quality": report["router"]["cost_to_target"],
+        "zero_router_cost_share_at_best_quality": report["baselines"]["zero_router"][
+            "cost_to_target"
+        ],
+        "aiq_router": report["router"]["aiq"],
+        "aiq_zero_router": report["baselines"]["zero_router"]["aiq"],
+        "router_best_quality": max(p["quality"] for p in report["router"]["curve"]),
+    }
+
+
+def math_levels(cv: CrossValidation) -> dict[str, Any]:
+    rows = [i for i in cv.rows("math") if cv.records[i].level is not None]
+    level = np.asarray([cv.records[i].level for i in rows])
+    diff = np.asarray([cv.states[i].difficulty for i in rows])
+    mask = level != 3
+    return {
+        "prompts": len(rows),
+        "auc_levels_12_vs_45": round(_auc(diff[mask], level[mask] >= 4), 4),
+        "mean_difficulty_by_level": {
+            str(k): round(float(diff[level == k].mean()), 3) for k in range(1, 6)
+        },
+    }
+
+
+def _shift_once(
+    predictor: LearnedPredictor,
+    calib: list[Record],
+    target: list[Record],
+    models: list[str],
+    cost: np.ndarray,
+) -> dict[str, float]:
+    prior = BackendParams(rating_ability(0.5, predictor.weights.meta))
+    s_cal = predictor.states([r.text for r in calib])
+    params = [fit_backend(s_cal, [r.scores[m] for r in calib], prior) for m in models]
+    y_cal = np.asarray([[r.scores[m] for m in models] for r in calib])
+    strongest = int(np.argmax(y_cal.mean(axis=0)))
+    p_cal = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_cal])
+    exp_cal = np.tile(cost, (len(calib), 1))
+    # The operating floor: the cheapest floor reaching 95% of the strongest's sample quality.
+    goal = 0.95 * y_cal[:, strongest].mean()
+    floor = 1.0
+    for f in default_floors(p_cal):
+        choice = decide(p_cal, exp_cal, f)
+        if y_cal[np.arange(len(calib)), choice].mean() >= goal:
+            floor = f
+            break
+    predicted_share = float((decide(p_cal, exp_cal, floor) == strongest).mean())
+    s_t = predictor.states([r.text for r in target])
+    p_t = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_t])
+    choice = decide(p_t, np.tile(cost, (len(target), 1)), floor)
+    y_t = np.asarray([[r.scores[m] for m in models] for r in target])
+    rows = np.arange(len(target))
+    return {
+        "floor": floor,
+        "predicted_strong_share": predicted_share,
+        "realised_strong_share": float((choice == strongest).mean()),
+        "predicted_quality": float(p_t[rows, choice].mean()),
+        "realised_quality": float(y_t[rows, choice].mean()),
+    }
+
+
+def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
+    """Calibrate on 100 prompts of task A, route all of task B (brain never saw either)."""
+    predictor = LearnedPredictor(cv.blind)
+    rb = [n for n in cv.sets if n.startswith("routerbench_")]
+    rb_models = sorted({m for n in rb for r in cv.sets[n] for m in r.scores})
+    rb_cost = np.asarray(
+        [np.mean([r.costs[m] for n in rb for r in cv.sets[n] if m in r.costs]) for m in rb_models]
+    )
+    pairs: list[tuple[str, str, list[str], np.ndarray]] = [
+        (a, b, rb_models, rb_cost) for a in rb for b in rb if a != b
+    ]
+    two = [MIXTRAL, GPT4]
+    for a, b in (("routellm_mmlu", "routellm_gsm8k"), ("routellm_gsm8k", "routellm_mmlu")):
+        pairs.append((a, b, two, np.asarray([1.0, 10.0])))
+    out = {}
+    for a, b, models, cost in pairs:
+        pool_a = [r for r in cv.sets[a] if set(models) <= set(r.scores)]
+        pool_b = [r for r in cv.sets[b] if set(models) <= set(r.scores)]
+        runs = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            calib = [pool_a[i] for i in rng.choice(len(pool_a), 100, replace=False)]
+            target = [
+                pool_b[i] for i in rng.choice(len(pool_b), min(500, len(pool_b)), replace=False)
+            ]
+            runs.append(_shift_once(predictor, calib, target, models, cost))
+        gaps = [abs(r["realised_strong_share"] - r["predicted_strong_share"]) for r in runs]
+        out[f"{a} -> {b}"] = {
+            "mean_abs_share_gap_points": round(100 * float(np.mean(gaps)), 1),
+            "max_abs_share_gap_points": round(100 * float(np.max(gaps)), 1),
+            "predicted_strong_share": round(
+                float(np.mean([r["predicted_strong_share"] for r in runs])), 3
+            ),
+            "realised_strong_share": round(
+                float(np.mean([r["realised_strong_share"] for r in runs])), 3
+            ),
+            "predicted_quality": round(float(np.mean([r["predicted_quality"] for r in runs])), 3),
+            "realised_quality": round(float(np.mean([r["realised_quality"] for r in runs])), 3),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not args.shared.is_dir():
+        print(f"skipped: {args.shared} is absent", file=sys.stderr)
+        return 0
+    cv = CrossValidation(load_shared(args.shared), args.cache, args.jobs)
+    results = {
+        "routellm": routellm(cv),
+        "routerbench": routerbench(cv),
+        "llmrouter": llmrouter_set(cv, args.shared),
+        "math": math_levels(cv),
+        "calibration_shift": calibration_shift(cv),
+    }
+    print(json.dumps(results, indent=1 if args.json else 2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

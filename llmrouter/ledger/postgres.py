@@ -1,0 +1,260 @@
+"""The shared spend ledger: PostgreSQL, for several sidecar replicas writing one ledger.
+
+Same interface and guarantees as :class:`SQLiteLedger`: rows are queued and one
+writer thread inserts them in batches off the request path; ``flush()`` waits
+for the queue, ``close()`` flushes, ``sync=True`` commits before ``record``
+returns. Inserts are ``ON CONFLICT (request_id) DO NOTHING``, so a batch retried
+after a lost connection (or a crash between commit and acknowledgement) never
+duplicates a row. Migrations are versioned and serialised across replicas with
+an advisory lock. psycopg is imported here only, when a policy names a
+``postgresql://`` ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from .record import COLUMNS, CallRecord
+
+__all__ = ["PostgresLedger"]
+
+log = logging.getLogger("llmrouter.ledger")
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE calls (
+        id BIGSERIAL PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        request_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        provider_model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        usage_source TEXT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        baseline_cost_usd DOUBLE PRECISION NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        ttft_ms DOUBLE PRECISION,
+        cache TEXT NOT NULL,
+        complexity DOUBLE PRECISION,
+        decision_reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error_kind TEXT,
+        fallback_from TEXT,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        "user" TEXT,
+        tags JSONB NOT NULL DEFAULT '[]'::jsonb,
+        stream BOOLEAN NOT NULL DEFAULT FALSE,
+        tokens_before_compression INTEGER,
+        compression_saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        api_key_id TEXT,
+        prompt TEXT
+    );
+    CREATE UNIQUE INDEX calls_request_id ON calls(request_id);
+    CREATE INDEX calls_ts ON calls(ts);
+    CREATE INDEX calls_backend_ts ON calls(backend, ts);
+    """,
+)
+
+_MIGRATION_LOCK = 0x6C6C6D72  # "llmr": one migrating replica at a time
+_STOP = object()
+_BATCH = 500
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
+class PostgresLedger:
+    """One row per call in PostgreSQL; safe for many writers (processes and threads)."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, sync: bool = False, retry_s: float = 30.0) -> None:
+        self.url = _normalise(url)
+        self.sync = sync
+        self.retry_s = retry_s
+        self._migrate()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._insert = (
+            f"INSERT INTO calls ({', '.join(_quoted(c) for c in COLUMNS)}) "
+            f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._idle: list[psycopg.Connection[Any]] = []  # for sync commits and reads
+        self._idle_lock = threading.Lock()
+        self._closed = False
+
+    # --- schema ----------------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, connect_timeout=10)
+
+    def _migrate(self) -> None:
+        with self._connect() as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS llmrouter_schema_version (version INTEGER PRIMARY KEY)"
+            )
+            row = connection.execute("SELECT MAX(version) FROM llmrouter_schema_version").fetchone()
+            current = (row[0] if row else None) or 0
+            for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+                connection.execute(script)  # type: ignore[arg-type]
+                connection.execute(
+                    "INSERT INTO llmrouter_schema_version VALUES (%s)", (version,)
+                )
+
+    @property
+    def schema_version(self) -> int:
+        return len(_MIGRATIONS)
+
+    @contextmanager
+    def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection from the small idle pool (made on demand, kept when healthy)."""
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.closed:
+            connection = self._connect()
+        try:
+            yield connection
+        except psycopg.OperationalError:
+            connection.close()
+            raise
+        with self._idle_lock:
+            if len(self._idle) < 8 and not self._closed:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def record(self, record: CallRecord) -> None:
+        if self._closed:
+            raise RuntimeError("the ledger is closed")
+        values = self._values(record)
+        if self.sync:
+            self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s)
+            return
+        self._ensure_writer()
+        self._queue.put(values)
+
+    def flush(self) -> None:
+        """Block until every queued row is committed."""
+        if self._writer is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        self._closed = True
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _values(self, record: CallRecord) -> tuple[Any, ...]:
+        row = record.as_row()
+        row["tags"] = Jsonb(row["tags"])
+        return tuple(row[column] for column in COLUMNS)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="llmrouter-ledger-pg", daemon=True
+                )
+                self._writer.start()
+
+    def _insert_with_retry(self, rows: list[tuple[Any, ...]], deadline: float) -> None:
+        """Insert a batch in one transaction; on a lost connection, reconnect and retry it
+        (idempotent on request_id) until the deadline, then give up loudly."""
+        delay = 0.05
+        while True:
+            try:
+                with self._borrow() as connection, connection.transaction():
+                    with connection.cursor() as cursor:
+                        cursor.executemany(self._insert, rows)
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("ledger: dropping %d rows, PostgreSQL unreachable: %s", len(rows), exc)
+                    raise
+                log.warning("ledger: PostgreSQL write failed (%s); retrying", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [b for b in batch if b is not _STOP]
+            try:
+                if rows:
+                    self._insert_with_retry(rows, deadline=time.monotonic() + self.retry_s)
+            except psycopg.Error:
+                log.exception("ledger: a batch of %d rows could not be written", len(rows))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if len(rows) != len(batch):
+                return
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        self.flush()
+        clauses, args = [], []
+        if since is not None:
+            clauses.append("ts >= %s")
+            args.append(since)
+        if until is not None:
+            clauses.append("ts < %s")
+            args.append(until)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        with self._borrow() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(f"SELECT * FROM calls {where} ORDER BY id", args)  # type: ignore[arg-type]
+            result = [dict(row) for row in cursor]
+            connection.rollback()
+            return result
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run a read-only query written with ``?`` placeholders (as reports write them)."""
+        self.flush()
+        text = sql.replace("%", "%%").replace("?", "%s")
+        with self._borrow() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(text, args)  # type: ignore[arg-type]
+            result = [dict(row) for row in cursor]
+            connection.rollback()
+            return result
+
+
+def _normalise(url: str) -> str:
+    """libpq accepts postgresql:// and postgres://; SQLAlchemy-style drivers are stripped."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
