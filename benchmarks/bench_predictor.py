@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmrouter.brain import LearnedPredictor  # noqa: E402
-from llmrouter.policy.schema import BackendConfig  # noqa: E402
-from llmrouter.tokens import encode  # noqa: E402
+from llmrouter.brain import LearnedPredictor
+from llmrouter.policy.schema import BackendConfig
+from llmrouter.tokens import encode
 
 PARAGRAPH = (
     "Consider a sequence of integers defined by a recurrence. We want to prove, step by step, "

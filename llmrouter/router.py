@@ -42,7 +42,7 @@ from .tokens import message_text
 __all__ = ["CallOptions", "Router"]
 
 # Per-call knobs that steer the router and are never sent upstream.
-_ROUTER_OPTIONS = ("quality_floor", "max_cost_usd", "max_latency_ms", "tags", "cache")
+_ROUTER_OPTIONS = ("quality_floor", "max_cost_usd", "max_latency_ms", "tags", "cache", "compress")
 
 
 @dataclass(slots=True)
@@ -53,6 +53,7 @@ class CallOptions:
     user: str | None = None
     tags: list[str] = field(default_factory=list)
     cache: bool = True
+    compress: bool = True
 
     @classmethod
     def take(cls, params: dict[str, Any]) -> CallOptions:
@@ -92,7 +93,9 @@ class _Call:
     started: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
     key: str | None = None
+    upstream_messages: list[dict[str, Any]] | None = None  # compressed, when compression ran
     tokens_before_compression: int | None = None
+    compression_saved_usd: float = 0.0
 
 
 class Router:
@@ -113,6 +116,7 @@ class Router:
         self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
         self.latency = LatencyTracker()
         self.conversations = ConversationMemory()
+        self._compressor = _compressor(self.policy)
         breaker = self.policy.fallback.circuit_breaker
         self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
         cache = self.policy.cache
@@ -202,6 +206,7 @@ class Router:
             if stream:
                 return self._replay(call, cached)
             return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+        self._compress(call)
         if stream:
             return self._stream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
@@ -225,6 +230,7 @@ class Router:
             if stream:
                 return self._areplay(call, cached)
             return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
+        self._compress(call)
         if stream:
             return self._astream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
@@ -274,8 +280,36 @@ class Router:
         )
         return self.cache.get(call.key)
 
+    def _compress(self, call: _Call) -> None:
+        """Send fewer tokens where it is safe: after routing, so the chosen backend's window
+        and price are known; never on a cache hit (the key is the uncompressed request)."""
+        config = self.policy.compression
+        if self._compressor is None or not call.options.compress:
+            return
+        if call.facts.prompt_tokens < config.min_tokens:
+            return
+        backend = self._backends[call.decision.backend]
+        reserve = call.facts.max_tokens or self.policy.routing.expected_output_tokens
+        budget = backend.resolved_context_window - reserve
+        if config.budget_tokens is not None:
+            budget = min(budget, config.budget_tokens)
+        result = self._compressor(
+            call.messages,
+            ratio=config.ratio,
+            budget_tokens=max(budget, 1),
+            stages=config.stages,
+            preserve_code=config.preserve_code,
+        )
+        if result.tokens_after >= result.tokens_before:
+            return
+        call.upstream_messages = result.messages
+        call.tokens_before_compression = result.tokens_before
+        saved = result.tokens_before - result.tokens_after
+        call.compression_saved_usd = saved * backend.resolved_price.input_per_million / 1e6
+
     def _body(self, call: _Call, backend: BackendConfig, stream: bool) -> dict[str, Any]:
-        body = {**call.params, "model": backend.model, "messages": call.messages}
+        messages = call.upstream_messages if call.upstream_messages is not None else call.messages
+        body = {**call.params, "model": backend.model, "messages": messages}
         if stream:
             body["stream"] = True
             if backend.stream_usage:
@@ -564,6 +598,7 @@ class Router:
             attempts=[a.to_dict() for a in call.attempts],
             outcome=outcome,
             tokens_before_compression=call.tokens_before_compression,
+            compression_saved_usd=call.compression_saved_usd,
         )
         completion._router = info
         if completion.choices:
@@ -737,6 +772,15 @@ def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> Non
     stream.request_id = call.request_id
     stream.backend = call.decision.backend
     stream.complexity = call.decision.complexity
+
+
+def _compressor(policy: Policy) -> Callable[..., Any] | None:
+    """The compression function, imported only when the policy turns compression on."""
+    if not policy.compression.enabled:
+        return None
+    from .compression import compress
+
+    return compress
 
 
 def _first(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:

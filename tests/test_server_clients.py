@@ -22,7 +22,9 @@ SAMPLING: dict[str, Any] = {"temperature": 0.8, "seed": 1, "max_tokens": 12}
 @pytest.fixture(scope="module")
 def sidecar(local_llm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     directory = tmp_path_factory.mktemp("sidecar-local")
-    policy = write_policy(directory, two_tier(local_llm), cache={"enabled": False})
+    policy = write_policy(
+        directory, two_tier(local_llm), cache={"enabled": False}, fallback={"deadline_s": 120}
+    )
     server = Sidecar(policy).wait()
     yield server
     server.stop()

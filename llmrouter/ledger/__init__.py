@@ -49,7 +49,7 @@ def open_ledger(config: LedgerConfig) -> SQLiteLedger:
         from .postgres import PostgresLedger  # psycopg only when a policy asks for it
 
         ledger: Any = PostgresLedger(url, sync=config.sync)
-        return ledger  # type: ignore[no-any-return]
+        return ledger
     return SQLiteLedger(url[len("sqlite:///") :], sync=config.sync)
 
 

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 Capability = Literal["tools", "vision", "json"]
+CompressionStage = Literal["normalize", "dedupe", "trim", "extract", "prune", "condense"]
 
 # Providers reached over plain httpx with the OpenAI wire format, and their default base URL.
 OPENAI_COMPATIBLE_PROVIDERS: dict[str, str | None] = {
@@ -293,9 +294,13 @@ class SharedStateConfig(StrictModel):
         return value
 
 
+def _default_stages() -> list[CompressionStage]:
+    return ["normalize", "dedupe", "trim", "extract"]
+
+
 class CompressionConfig(StrictModel):
     enabled: bool = False
-    stages: list[str] = Field(default_factory=lambda: ["normalize", "dedupe", "trim", "extract"])
+    stages: list[CompressionStage] = Field(default_factory=_default_stages)
     ratio: float | None = Field(default=None, ge=1)
     min_tokens: int = Field(default=1000, ge=0)
     budget_tokens: int | None = Field(default=None, gt=0)
