@@ -86,6 +86,7 @@ class RouterInfo:
     outcome: str = "ok"
     tokens_before_compression: int | None = None
     compression_saved_usd: float = 0.0
+    budget_warning: str | None = None  # a soft budget is over its limit (sent as a header)
 
     @property
     def saved_usd(self) -> float:

@@ -7,18 +7,27 @@ call the backend with retries and fallback, then price and record the call.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .accounting import Spend, completion_text, measure_spend
 from .backends import BackendClient, client_for
+from .budgets import Hold, worst_case_usd
 from .cache import ExactCache, cache_key
-from .errors import InvalidRequest, StreamInterrupted, UnknownBackend, UpstreamError
+from .errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    PolicyError,
+    StreamInterrupted,
+    UnknownBackend,
+    UpstreamError,
+)
 from .ledger import CallRecord, SQLiteLedger, open_ledger
 from .policy import BackendConfig, Policy, load_policy
 from .resilience import Attempt, CallBudget, async_retrying, retrying
@@ -36,13 +45,27 @@ from .routing import (
     select,
     validate_messages,
 )
+from .shared import open_budgets, open_shared_state
 from .streaming import AsyncCompletionStream, CompletionStream, StreamAccumulator, replay_chunks
 from .tokens import message_text
 
+if TYPE_CHECKING:
+    from .cache.semantic import SemanticCache
+
 __all__ = ["CallOptions", "Router"]
 
+logger = logging.getLogger("llmrouter")
+
 # Per-call knobs that steer the router and are never sent upstream.
-_ROUTER_OPTIONS = ("quality_floor", "max_cost_usd", "max_latency_ms", "tags", "cache", "compress")
+_ROUTER_OPTIONS = (
+    "quality_floor",
+    "max_cost_usd",
+    "max_latency_ms",
+    "tags",
+    "cache",
+    "compress",
+    "api_key_id",
+)
 
 
 @dataclass(slots=True)
@@ -54,6 +77,7 @@ class CallOptions:
     tags: list[str] = field(default_factory=list)
     cache: bool = True
     compress: bool = True
+    api_key_id: str | None = None  # which client key made the call (an id, never the key)
 
     @classmethod
     def take(cls, params: dict[str, Any]) -> CallOptions:
@@ -76,6 +100,8 @@ class CallOptions:
             raise InvalidRequest("tags must be a list of strings", param="tags")
         if options.user is not None and not isinstance(options.user, str):
             raise InvalidRequest("user must be a string", param="user")
+        if options.api_key_id is not None and not isinstance(options.api_key_id, str):
+            raise InvalidRequest("api_key_id must be a string", param="api_key_id")
         return options
 
 
@@ -96,6 +122,7 @@ class _Call:
     upstream_messages: list[dict[str, Any]] | None = None  # compressed, when compression ran
     tokens_before_compression: int | None = None
     compression_saved_usd: float = 0.0
+    hold: Hold | None = None  # the budget reservation, settled when the call is recorded
 
 
 class Router:
@@ -123,9 +150,18 @@ class Router:
         self.cache = (
             ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
         )
+        self.semantic = _semantic_cache(self.policy, self._clients)
         self.ledger: SQLiteLedger | None = (
             open_ledger(self.policy.ledger) if self.policy.ledger.enabled else None
         )
+        # Replicas share cache, breakers and latency through Redis when the policy says so.
+        self.shared = open_shared_state(self.policy)
+        if self.shared is not None:
+            self.health, self.latency = self.shared.health, self.shared.latency
+            if self.cache is not None:
+                self.cache.close()
+                self.cache = self.shared.cache
+        self.budgets = open_budgets(self.policy, self.shared)
         # Load the tokenizer now, so the first request does not pay for it.
         analyze_request([{"role": "user", "content": "warm up"}], {})
 
@@ -207,6 +243,7 @@ class Router:
                 return self._replay(call, cached)
             return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
         self._compress(call)
+        self._reserve(call)
         if stream:
             return self._stream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
@@ -231,6 +268,7 @@ class Router:
                 return self._areplay(call, cached)
             return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
         self._compress(call)
+        self._reserve(call)
         if stream:
             return self._astream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
@@ -272,13 +310,21 @@ class Router:
         return [call.decision.backend, *call.decision.fallbacks()][: fallback.max_backends]
 
     def _cache_lookup(self, call: _Call) -> dict[str, Any] | None:
-        if self.cache is None or not call.options.cache:
+        """The exact cache first; then, if the policy opts in, the guarded semantic cache,
+        whose entries are shared only by calls with the same user, backend and parameters."""
+        if (self.cache is None and self.semantic is None) or not call.options.cache:
             return None
         backend = self._backends[call.decision.backend]
-        call.key = cache_key(
-            call.options.user or "", backend.name, backend.model, call.messages, call.params
-        )
-        return self.cache.get(call.key)
+        user = call.options.user or ""
+        call.key = cache_key(user, backend.name, backend.model, call.messages, call.params)
+        found = self.cache.get(call.key) if self.cache is not None else None
+        if found is None and self.semantic is not None:
+            namespace = cache_key(user, backend.name, backend.model, [], call.params)
+            try:
+                found = self.semantic.get(call.messages, namespace=namespace)
+            except UpstreamError as exc:  # the embedding backend failed: a miss, not an error
+                logger.warning("semantic cache lookup skipped: %s", exc.message)
+        return found if isinstance(found, dict) else None
 
     def _compress(self, call: _Call) -> None:
         """Send fewer tokens where it is safe: after routing, so the chosen backend's window
@@ -606,10 +652,23 @@ class Router:
             self.conversations.remember(call.messages, reply, name)
         if not hit:
             self._observe_latency(name, ttft_ms, latency_ms, spend.completion_tokens)
-            if self.cache is not None and call.key is not None and name == call.decision.backend:
-                self.cache.put(call.key, _cacheable(response, spend))
+            if call.key is not None and name == call.decision.backend:
+                self._cache_store(call, config, _cacheable(response, spend))
         self._record(call, info, error_kind=None)
         return completion
+
+    def _cache_store(self, call: _Call, config: BackendConfig, value: dict[str, Any]) -> None:
+        assert call.key is not None
+        if self.cache is not None:
+            self.cache.put(call.key, value)
+        if self.semantic is not None:
+            namespace = cache_key(
+                call.options.user or "", config.name, config.model, [], call.params
+            )
+            try:
+                self.semantic.put(call.messages, value, namespace=namespace)
+            except UpstreamError as exc:
+                logger.warning("semantic cache store skipped: %s", exc.message)
 
     def _observe_latency(
         self, name: str, ttft_ms: float | None, latency_ms: float, completion_tokens: int
@@ -698,7 +757,28 @@ class Router:
             outcome=outcome,
         )
 
+    def _reserve(self, call: _Call) -> None:
+        """Reserve the call's worst-case cost on its budgets (settled in ``_record``); a hard
+        budget that would be crossed refuses the call, and the refusal is recorded."""
+        if self.budgets is None:
+            return
+        options = call.options
+        plan = [self._backends[name] for name in self._plan(call)]
+        worst = worst_case_usd(call.facts.prompt_tokens, call.params, plan)
+        try:
+            call.hold = self.budgets.reserve(
+                worst, api_key_id=options.api_key_id, user=options.user, tags=options.tags
+            )
+        except BudgetExceeded:
+            info = self._partial_info(call, call.decision.backend, None, outcome="error")
+            self._record(call, info, error_kind="budget_exceeded")
+            raise
+
     def _record(self, call: _Call, info: RouterInfo, error_kind: str | None) -> None:
+        if call.hold is not None and self.budgets is not None:
+            hold, call.hold = call.hold, None
+            self.budgets.settle(hold, info.cost_usd)
+            info.budget_warning = hold.warning
         if self.ledger is None:
             return
         fallback_from = call.decision.backend if info.backend != call.decision.backend else None
@@ -724,6 +804,7 @@ class Router:
                 fallback_from=fallback_from,
                 attempts=max(len(call.attempts), 1 if info.cache != "hit" else 0),
                 user=call.options.user,
+                api_key_id=call.options.api_key_id,
                 tags=call.options.tags,
                 stream=call.stream,
                 tokens_before_compression=info.tokens_before_compression,
@@ -742,6 +823,10 @@ class Router:
             self.ledger.close()
         if self.cache is not None:
             self.cache.close()
+        if self.budgets is not None:
+            self.budgets.close()
+        if self.shared is not None:
+            self.shared.close()
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -772,6 +857,36 @@ def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> Non
     stream.request_id = call.request_id
     stream.backend = call.decision.backend
     stream.complexity = call.decision.complexity
+
+
+def _semantic_cache(policy: Policy, clients: Mapping[str, BackendClient]) -> SemanticCache | None:
+    """The semantic cache, when the policy opts in; embeddings from a backend or local."""
+    config = policy.cache.semantic
+    if not (policy.cache.enabled and config.enabled):
+        return None
+    from .cache.semantic import SemanticCache
+
+    embed = None
+    if config.embedding_backend is not None:
+        backend = policy.backend(config.embedding_backend)
+        client = clients[config.embedding_backend]
+        embed_call = getattr(client, "embed", None)
+        if backend is None or embed_call is None:
+            raise PolicyError(
+                f"cache.semantic.embedding_backend {config.embedding_backend!r} must be an "
+                "OpenAI-compatible backend that serves /v1/embeddings",
+                file=policy.source,
+                key="cache.semantic.embedding_backend",
+            )
+        model, timeout = backend.model, backend.timeout_s
+
+        def embed(texts: Sequence[str]) -> list[list[float]]:
+            data = embed_call({"model": model, "input": list(texts)}, timeout)
+            return [item["embedding"] for item in data["data"]]
+
+    return SemanticCache(
+        config.threshold, embed=embed, max_entries=config.max_entries, ttl=policy.cache.ttl_s
+    )
 
 
 def _compressor(policy: Policy) -> Callable[..., Any] | None:

@@ -85,3 +85,26 @@ def test_short_prompts_are_left_alone(router: Router, upstream: Upstream) -> Non
     short = [{"role": "user", "content": "Hi  there,   how are you?"}]
     router.complete(short)
     assert upstream.requests[-1]["body"]["messages"] == short
+
+
+def test_semantic_cache_hits_rephrasings_and_refuses_changed_numbers(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    router = Router(
+        make_policy(
+            two_tier(upstream.base_url),
+            cache={"semantic": {"enabled": True, "threshold": 0.9}},
+        )
+    )
+
+    def ask(text: str) -> ChatCompletion:
+        result = router.complete([{"role": "user", "content": text}])
+        assert isinstance(result, ChatCompletion)
+        return result
+
+    assert ask("What is 37 times 12?").router.cache == "miss"
+    rephrased = ask("Please, what is 37 times 12")
+    assert rephrased.router.cache == "hit" and rephrased.router.cost_usd == 0
+    assert ask("What is 37 times 13?").router.cache == "miss"
+    assert ask("What is 37 times 12?").router.cache == "hit"
+    assert len(upstream.requests) == 2

@@ -101,6 +101,9 @@ class Upstream:
         if kind == "malformed":
             self._send(handler, 200, b'{"id": "x", "choices": [', {})
             return
+        if handler.path.endswith("/messages"):  # Anthropic's Messages API
+            self._send(handler, 200, json.dumps(self.anthropic_message(body)).encode(), {})
+            return
         if body.get("stream"):
             self._stream(handler, body, cut=kind == "cut", usage=kind != "no_usage")
             return
@@ -134,6 +137,18 @@ class Upstream:
         if usage:
             result["usage"] = dict(USAGE)
         return result
+
+    def anthropic_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "msg_upstream",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "scripted"),
+            "content": [{"type": "text", "text": self.answer}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 21, "output_tokens": 7},
+        }
 
     def _stream(
         self, handler: BaseHTTPRequestHandler, body: dict[str, Any], cut: bool, usage: bool

@@ -63,24 +63,26 @@ class HashingEmbedder:
         self.dim = dim
         self.bigram_weight = bigram_weight
 
-    def features(self, text: str) -> Counter[str]:
-        words = canonical_words(text)
+    def embed_words(self, words: Sequence[str]) -> np.ndarray:
+        """The unit vector of already canonicalised words."""
         features: Counter[str] = Counter(words)
-        for left, right in zip(words, words[1:]):
-            features[f"{left} {right}"] += 1
-        return features
-
-    def embed_one(self, text: str) -> np.ndarray:
-        vector = np.zeros(self.dim, dtype=np.float32)
-        for feature, count in self.features(text).items():
-            digest = zlib.crc32(feature.encode())
-            sign = 1.0 if digest & 1 else -1.0
-            weight = 1.0 + math.log(count)
-            if " " in feature:
-                weight *= self.bigram_weight
-            vector[(digest >> 1) % self.dim] += sign * weight
+        bigrams: Counter[str] = Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
+        indices: list[int] = []
+        weights: list[float] = []
+        for table, scale in ((features, 1.0), (bigrams, self.bigram_weight)):
+            for feature, count in table.items():
+                digest = zlib.crc32(feature.encode())
+                indices.append((digest >> 1) % self.dim)
+                weight = scale * (1.0 + math.log(count)) if count > 1 else scale
+                weights.append(weight if digest & 1 else -weight)
+        if not indices:
+            return np.zeros(self.dim, dtype=np.float32)
+        vector = np.bincount(indices, weights, minlength=self.dim).astype(np.float32)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed_words(canonical_words(text))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

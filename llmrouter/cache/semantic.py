@@ -158,7 +158,8 @@ class SemanticCache:
         self.namespace = namespace
         self.max_entries = max_entries
         self.ttl = ttl
-        self._embed: Embedder = embed if embed is not None else HashingEmbedder(dim)
+        self._local = HashingEmbedder(dim) if embed is None else None
+        self._embed: Embedder = embed if embed is not None else self._local  # type: ignore[assignment]
         # rare-word candidate narrowing is only sound for a lexical embedding
         self._indexed = embed is None
         self._clock = clock
@@ -187,8 +188,8 @@ class SemanticCache:
         key, prompt = self._split(messages, namespace)
         if not prompt.strip():
             return SemanticLookup()
-        vector = self._vector(prompt)
         words = canonical_words(prompt)
+        vector = self._vector(prompt, words)
         with self._lock:
             shelf = self._shelves.get(key)
             if shelf is None or not shelf.entries:
@@ -227,8 +228,8 @@ class SemanticCache:
         key, prompt = self._split(messages, namespace)
         if not prompt.strip():
             return
-        vector = self._vector(prompt)
         words = canonical_words(prompt)
+        vector = self._vector(prompt, words)
         entry = _Entry(prompt, extract_facts(prompt), value, self._clock(), prompt, tuple(words))
         with self._lock:
             shelf = self._shelves.setdefault(key, _Shelf(len(vector)))
@@ -256,7 +257,9 @@ class SemanticCache:
         elif shelf.dead > max(64, len(shelf.entries) // 2):
             shelf.compact()
 
-    def _vector(self, prompt: str) -> np.ndarray:
+    def _vector(self, prompt: str, words: Sequence[str]) -> np.ndarray:
+        if self._local is not None:
+            return self._local.embed_words(words)
         vector = np.asarray(self._embed([prompt]), dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector

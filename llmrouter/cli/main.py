@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "policy",
     "local_model",
     "serve",
+    "train",
+    "calibrate",
+    "eval",
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2

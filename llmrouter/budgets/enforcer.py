@@ -1,0 +1,191 @@
+"""Which budgets a call falls under, its worst-case cost, and reserve-then-settle."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import BudgetExceeded
+from ..policy.schema import BackendConfig, BudgetConfig
+from .counters import NANOS, Counters
+
+__all__ = ["Budgets", "Hold", "worst_case_usd"]
+
+log = logging.getLogger("llmrouter.budgets")
+
+_TTL_S = {"day": 3 * 86_400, "month": 40 * 86_400, "total": 0}
+# The router counts prompt tokens with tiktoken; a provider's tokenizer may count a few
+# more, so the worst case pads the estimate rather than risk under-reserving.
+_PROMPT_MARGIN = 1.10
+_PROMPT_OVERHEAD = 16
+
+
+def worst_case_usd(
+    prompt_tokens: int, params: Mapping[str, Any], backends: Sequence[BackendConfig]
+) -> float:
+    """The most a call can cost on any backend it may reach (the choice or a fallback).
+
+    Output is ``max_tokens`` (× ``n``) when the caller set it, else the backend's maximum
+    output, else what is left of its context window.
+    """
+    prompt = math.ceil(prompt_tokens * _PROMPT_MARGIN) + _PROMPT_OVERHEAD
+    asked = params.get("max_tokens") or params.get("max_completion_tokens")
+    choices = params.get("n") if isinstance(params.get("n"), int) else 1
+    worst = 0.0
+    for backend in backends:
+        price = backend.resolved_price
+        window = backend.context_window or 0
+        room = max(window - prompt_tokens, 1) if window else None
+        if isinstance(asked, int) and asked > 0:
+            output = asked
+        elif backend.max_output_tokens is not None:
+            output = min(backend.max_output_tokens, room) if room else backend.max_output_tokens
+        else:
+            output = room or 4096
+        input_rate = max(price.input_per_million, price.cache_write_per_million or 0.0)
+        output_rate = max(price.output_per_million, price.reasoning_per_million or 0.0)
+        cost = (prompt * input_rate + output * max(choices or 1, 1) * output_rate) / 1_000_000
+        worst = max(worst, cost)
+    return worst
+
+
+@dataclass(slots=True)
+class Hold:
+    """A reservation: which counters, how much, and any soft-limit warning for the caller."""
+
+    keys: tuple[str, ...]
+    reserved: int  # nano-dollars
+    warning: str | None = None
+
+
+def _nanos(usd: float) -> int:
+    return math.ceil(usd * NANOS - 1e-6) if usd > 0 else 0
+
+
+class Budgets:
+    """Enforces a policy's budgets with the given counters (local or Redis)."""
+
+    def __init__(
+        self,
+        configs: Sequence[BudgetConfig],
+        counters: Counters,
+        prefix: str = "llmrouter",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.configs = list(configs)
+        self.counters = counters
+        self.prefix = prefix
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self._warned_lock = threading.Lock()
+
+    # --- which counters ---------------------------------------------------------------------------
+
+    def _bucket(self, period: str, now: float) -> str:
+        moment = datetime.fromtimestamp(now, tz=timezone.utc)
+        if period == "day":
+            return moment.strftime("%Y-%m-%d")
+        if period == "month":
+            return moment.strftime("%Y-%m")
+        return "all"
+
+    def applicable(
+        self, api_key_id: str | None, user: str | None, tags: Sequence[str], now: float
+    ) -> list[tuple[BudgetConfig, str, str]]:
+        """(budget, the scope value it applies to, counter key) for one call."""
+        found = []
+        for config in self.configs:
+            if config.scope == "global":
+                values: Sequence[str] = ["*"]
+            elif config.scope == "key":
+                values = [api_key_id] if api_key_id else []
+            elif config.scope == "user":
+                values = [user] if user else []
+            else:
+                values = list(dict.fromkeys(tags))
+            for value in values:
+                if config.match is not None and value != config.match:
+                    continue
+                key = self.key(config, value, now)
+                found.append((config, value, key))
+        return found
+
+    def key(self, config: BudgetConfig, value: str, now: float) -> str:
+        bucket = self._bucket(config.period, now)
+        return f"{self.prefix}:budget:{config.label}:{value}:{bucket}"
+
+    # --- reserve and settle -----------------------------------------------------------------------
+
+    def reserve(
+        self,
+        worst_case: float,
+        *,
+        api_key_id: str | None = None,
+        user: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> Hold | None:
+        """Reserve ``worst_case`` dollars on every applicable budget, or raise
+        :class:`BudgetExceeded` (a hard one would be crossed; nothing is reserved)."""
+        now = self._clock()
+        found = self.applicable(api_key_id, user, tags, now)
+        if not found:
+            return None
+        amount = _nanos(worst_case)
+        keys = [key for _, _, key in found]
+        limits = [_nanos(c.limit_usd) if c.mode == "hard" else None for c, _, _ in found]
+        ttls = [_TTL_S[c.period] for c, _, _ in found]
+        result = self.counters.reserve(keys, amount, limits, ttls)
+        if result.refused is not None:
+            config, value, _ = found[result.refused]
+            used = result.values[result.refused] / NANOS
+            raise BudgetExceeded(
+                f"budget {config.label!r} ({_describe(config, value)}) would be exceeded: "
+                f"${used:.6f} of ${config.limit_usd:.6f} is spent or reserved and this call "
+                f"may cost up to ${worst_case:.6f}"
+            )
+        warnings = []
+        for (config, value, key), after in zip(found, result.values, strict=True):
+            if config.mode == "soft" and after > _nanos(config.limit_usd):
+                warnings.append(
+                    f"{config.label}: ${after / NANOS:.6f} of ${config.limit_usd:.6f} "
+                    f"({_describe(config, value)})"
+                )
+                self._log_once(key, warnings[-1])
+        return Hold(tuple(keys), amount, "; ".join(warnings) if warnings else None)
+
+    def settle(self, hold: Hold, actual_usd: float) -> None:
+        """Replace the reservation by the actual cost (0 for a call that failed unbilled)."""
+        self.counters.adjust(hold.keys, _nanos(actual_usd) - hold.reserved)
+
+    def _log_once(self, key: str, message: str) -> None:
+        """A soft budget over its limit logs a line, at most once a minute per counter."""
+        now = time.monotonic()
+        with self._warned_lock:
+            last = self._warned.get(key)
+            if last is not None and now - last < 60:
+                return
+            self._warned[key] = now
+        log.warning("soft budget over its limit: %s", message)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def spent(self, config: BudgetConfig, value: str = "*", now: float | None = None) -> float:
+        """Dollars counted (spent plus in-flight reservations) on one budget's current period."""
+        key = self.key(config, value, self._clock() if now is None else now)
+        return self.counters.values([key])[0] / NANOS
+
+    def close(self) -> None:
+        self.counters.close()
+
+
+def _describe(config: BudgetConfig, value: str) -> str:
+    period = {"day": "per day", "month": "per month", "total": "in total"}[config.period]
+    if config.scope == "global":
+        return f"all calls, {period}"
+    return f"{config.scope} {value}, {period}"

@@ -1,0 +1,229 @@
+"""`llmrouter train`, `calibrate` and `eval` end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmrouter.brain import LearnedPredictor
+from llmrouter.cli.main import main
+from llmrouter.policy import load_policy
+from llmrouter.tokens import encode
+
+POLICY = """\
+# a test policy
+version: 1
+backends:
+  - name: small
+    provider: openai
+    model: small-model
+    quality: 0.4
+    context_window: 8192
+    price: {input_per_million: 0.1, output_per_million: 0.2}
+  - name: big
+    provider: openai
+    model: big-model
+    quality: 0.8
+    context_window: 8192
+    price: {input_per_million: 5, output_per_million: 15}
+routing:
+  quality_floor: 0.7
+"""
+
+EASY = "What colour is the sky on a clear day?"
+HARD = (
+    "Prove that there are infinitely many primes p such that p + 2 is also prime, or explain "
+    "precisely which steps of the standard sieve arguments fail, with full rigour."
+)
+
+
+def _records(n: int, seed: int, small_ability: float) -> list[dict[str, Any]]:
+    """Scores drawn from the shipped predictor's own difficulties, for two backends."""
+    predictor = LearnedPredictor()
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        text = EASY if rng.random() < 0.5 else HARD
+        text = f"{text} (variant {i})"
+        d = predictor.profile(text, encode(text)).state.difficulty  # type: ignore[union-attr]
+        p_small = 1 / (1 + math.exp(-(small_ability - d)))
+        p_big = 1 / (1 + math.exp(-(2.5 - d)))
+        out.append(
+            {
+                "id": f"r{i}",
+                "prompt": text,
+                "scores": {
+                    "small": float(rng.random() < p_small),
+                    "big": float(rng.random() < p_big),
+                },
+                "usage": {
+                    "small": {"prompt_tokens": 30, "completion_tokens": 100},
+                    "big": {"prompt_tokens": 30, "completion_tokens": 100},
+                },
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in _records(120, 0, -1.0)) + "\n")
+    return {"policy": policy, "data": data, "dir": tmp_path}
+
+
+def test_calibrate_writes_a_readable_policy(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = files["dir"] / "calibrated.yaml"
+    code = main(
+        [
+            "calibrate",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["calibrated"]) == {"small", "big"}
+    raw = yaml.safe_load(out.read_text())
+    assert raw["routing"] == {"quality_floor": 0.7}
+    small, big = raw["backends"]
+    assert small["price"] == {"input_per_million": 0.1, "output_per_million": 0.2}
+    assert {"ability", "discrimination", "math", "code"} <= set(small["calibration"])
+    assert big["calibration"]["ability"] > small["calibration"]["ability"]
+    policy = load_policy(out)
+    assert policy.backends[0].calibration == small["calibration"]
+    shares = summary["at_floor"]["backends"]
+    assert shares["small"]["share_at_floor"] + shares["big"]["share_at_floor"] == pytest.approx(1)
+
+
+def test_eval_reports_curve_metrics_and_baselines(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "eval",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompts"] == 120
+    assert report["reference"] in ("small", "big")
+    base = report["baselines"]
+    assert set(base) >= {"single", "random", "zero_router", "oracle"}
+    assert base["oracle"]["quality"] >= max(s["quality"] for s in base["single"].values())
+    assert base["oracle"]["aiq"] >= base["zero_router"]["aiq"] >= base["random"]["aiq"] - 1e-9
+    curve = report["router"]["curve"]
+    assert curve[0]["floor"] == 0.0 and curve[0]["shares"]["small"] == 1.0
+    two = report["two_model"]
+    assert two["weak"] == "small" and two["strong"] == "big"
+    assert 0.0 <= two["apgr"] <= 1.0
+    # Cost comes from usage x policy prices.
+    assert base["single"]["small"]["cost"] == pytest.approx((30 * 0.1 + 100 * 0.2) / 1e6)
+
+
+def test_eval_with_calibration_text_output(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    calibrated = files["dir"] / "calibrated.yaml"
+    main(
+        [
+            "calibrate",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--out",
+            str(calibrated),
+            "--no-progress",
+        ]
+    )
+    capsys.readouterr()
+    code = main(
+        [
+            "eval",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--calibration",
+            str(calibrated),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "AIQ" in text and "zero_router" in text and "APGR" in text
+
+
+def test_bad_input_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    bad = files["dir"] / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": "hi", "scores": {"small": 7}}\n')
+    args = ["--policy", str(files["policy"]), "--data", str(bad), "--no-progress"]
+    assert main(["eval", *args]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+    other = files["dir"] / "other.jsonl"
+    other.write_text('{"id": "x", "prompt": "hi", "scores": {"nobody": 1}}\n')
+    args = ["--policy", str(files["policy"]), "--data", str(other), "--no-progress"]
+    assert main(["eval", *args]) == 2
+    assert main(["calibrate", *args, "--out", str(files["dir"] / "x.yaml")]) == 2
+    assert main(["train", "--data", str(bad), "--out", str(files["dir"] / "w")]) == 2
+
+
+def test_train_then_use_the_weights(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = files["dir"] / "weights"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(files["data"]),
+                "--out",
+                str(out),
+                "--max-iter",
+                "15",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (out / "default.npz").exists() and (out / "default.json").exists()
+    capsys.readouterr()
+    code = main(
+        [
+            "eval",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--weights",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["prompts"] == 120

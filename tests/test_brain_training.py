@@ -1,0 +1,93 @@
+"""Training on small synthetic data: it learns difficulty and abilities, reproducibly."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from llmrouter.brain.abilities import resolve_params
+from llmrouter.brain.dataset import Record
+from llmrouter.brain.model import BrainWeights
+from llmrouter.brain.predictor import LearnedPredictor
+from llmrouter.brain.training import TrainConfig, fold_of, train
+from llmrouter.tokens import encode
+
+EASY = ["apple", "river", "green", "table", "music", "garden", "bread", "window"]
+HARD = ["eigenvalue", "homotopy", "cohomology", "manifold", "tensor", "lemma", "ideal", "sheaf"]
+ABILITIES = {"weak-model": -1.0, "mid-model": 0.5, "strong-model": 2.0}
+
+
+def synthetic(n: int, seed: int) -> tuple[list[Record], list[float]]:
+    rng = random.Random(seed)
+    records, truth = [], []
+    for i in range(n):
+        hard = rng.randint(0, 6)
+        words = rng.choices(HARD, k=hard) + rng.choices(EASY, k=8 - hard)
+        rng.shuffle(words)
+        difficulty = -2.0 + 0.8 * hard
+        scores = {
+            m: float(rng.random() < 1 / (1 + math.exp(-(a - difficulty))))
+            for m, a in ABILITIES.items()
+        }
+        records.append(Record(id=f"s{i}", text=" ".join(words), scores=scores))
+        truth.append(difficulty)
+    return records, truth
+
+
+@pytest.fixture(scope="module")
+def trained() -> BrainWeights:
+    records, _ = synthetic(400, seed=1)
+    return train(records, TrainConfig(max_iter=80))
+
+
+def test_learns_model_order(trained: BrainWeights) -> None:
+    ability = {m: resolve_params(m, 0.5, None, trained.meta).ability for m in ABILITIES}
+    assert ability["weak-model"] < ability["mid-model"] < ability["strong-model"]
+
+
+def test_difficulty_generalises_to_unseen_prompts(trained: BrainWeights) -> None:
+    records, truth = synthetic(200, seed=2)
+    predicted = [trained.state(r.text, encode(r.text))[0].difficulty for r in records]
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.6
+
+
+def test_training_is_reproducible() -> None:
+    records, _ = synthetic(120, seed=3)
+    a = train(records, TrainConfig(max_iter=20, seed=7))
+    b = train(records, TrainConfig(max_iter=20, seed=7))
+    assert np.array_equal(a.embedding, b.embedding)
+    assert a.meta == b.meta
+
+
+def test_save_and_load_round_trip(trained: BrainWeights, tmp_path: object) -> None:
+    from pathlib import Path
+
+    stem = trained.save(Path(str(tmp_path)) / "brain")
+    predictor = LearnedPredictor(stem)
+    text = "eigenvalue homotopy sheaf lemma tensor"
+    state = predictor.profile(text, encode(text)).state
+    expected = trained.state(text, encode(text))[0]
+    assert state.difficulty == pytest.approx(expected.difficulty, abs=1e-2)
+
+
+def test_levels_alone_train_a_difficulty_scale() -> None:
+    rng = random.Random(4)
+    records = []
+    for i in range(200):
+        level = rng.randint(1, 5)
+        words = rng.choices(HARD, k=level) + rng.choices(EASY, k=6 - level)
+        records.append(Record(id=f"l{i}", text=" ".join(words), level=level))
+    weights = train(records, TrainConfig(max_iter=60))
+    easy = weights.state("apple river green table bread", encode("apple river green table bread"))
+    hard = weights.state(
+        "eigenvalue homotopy sheaf lemma tensor", encode("eigenvalue homotopy sheaf lemma tensor")
+    )
+    assert hard[0].difficulty > easy[0].difficulty
+
+
+def test_folds_are_stable_and_whitespace_blind() -> None:
+    assert fold_of("What is  2+2?") == fold_of("What is 2+2?")
+    assert {fold_of(f"prompt {i}") for i in range(100)} == set(range(5))
