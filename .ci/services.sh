@@ -16,13 +16,17 @@ fi
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 PG_PORT="${LLMROUTER_PG_PORT:-55432}"
 PG_DIR="${LLMROUTER_PG_DIR:-/tmp/llmrouter-ci-pg}"
+# PostgreSQL refuses to run as root: as root, run it as the postgres user.
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -c "$1"; else bash -c "$1"; fi; }
 if ! "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
     if [ ! -f "$PG_DIR/PG_VERSION" ]; then
         mkdir -p "$PG_DIR"
-        chown postgres:postgres "$PG_DIR"
-        su postgres -c "$PG_BIN/initdb -D $PG_DIR -U postgres --auth=trust" >/dev/null
+        [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+        as_pg "$PG_BIN/initdb -D $PG_DIR -U postgres --auth=trust" >/dev/null
     fi
-    su postgres -c "$PG_BIN/pg_ctl -D $PG_DIR -l $PG_DIR/log -w -o '-c listen_addresses=127.0.0.1 -p $PG_PORT -c max_connections=200 -c fsync=off -k /tmp' start" >/dev/null
+    # fsync off: a throwaway test cluster; durability is not what these tests measure.
+    as_pg "$PG_BIN/pg_ctl -D $PG_DIR -l $PG_DIR/log -w -o '-c listen_addresses=127.0.0.1 \
+        -p $PG_PORT -c max_connections=200 -c fsync=off -k /tmp' start" >/dev/null
 fi
 "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -tc \
     "SELECT 1 FROM pg_database WHERE datname = 'llmrouter_test'" | grep -q 1 \

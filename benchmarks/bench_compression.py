@@ -24,12 +24,56 @@ from llmrouter.cache.semantic import SemanticCache
 from llmrouter.compression import compress
 
 LEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "compression" / "leval"
-_VOCAB = (
-    "market revenue quarter growth customer product margin cost supply demand contract "
-    "policy report agency federal program budget court judge senate law review study model "
-    "data result method sample error network training layer accuracy baseline dataset "
-    "river city school student teacher hospital patient doctor energy price tax bank loan"
-).split()
+_VOCAB = [
+    "market",
+    "revenue",
+    "quarter",
+    "growth",
+    "customer",
+    "product",
+    "margin",
+    "cost",
+    "supply",
+    "demand",
+    "contract",
+    "policy",
+    "report",
+    "agency",
+    "federal",
+    "program",
+    "budget",
+    "court",
+    "judge",
+    "senate",
+    "law",
+    "review",
+    "study",
+    "model",
+    "data",
+    "result",
+    "method",
+    "sample",
+    "error",
+    "network",
+    "training",
+    "layer",
+    "accuracy",
+    "baseline",
+    "dataset",
+    "river",
+    "city",
+    "school",
+    "student",
+    "teacher",
+    "hospital",
+    "patient",
+    "doctor",
+    "energy",
+    "price",
+    "tax",
+    "bank",
+    "loan",
+]
 
 
 def _generated_document(rng: random.Random, n_tokens: int) -> str:
@@ -87,7 +131,8 @@ def bench_compression(repeat: int) -> None:
         walls, cpus = _time(lambda s=stages: compress(messages, ratio=3.0, stages=s), repeat)
         print(
             f"  {name:26s} tokens {result.tokens_before}->{result.tokens_after}  "
-            f"wall p50 {statistics.median(walls):6.1f} ms  cpu p50 {statistics.median(cpus):6.1f} ms"
+            f"wall p50 {statistics.median(walls):6.1f} ms  "
+            f"cpu p50 {statistics.median(cpus):6.1f} ms"
         )
 
 
@@ -124,9 +169,7 @@ def bench_semantic(entries: int, repeat: int) -> None:
             [{"role": "user", "content": "Please, " + rng.choice(prompts).lower()}]
             for _ in range(repeat)
         ],
-        "miss (new prompt)": [
-            [{"role": "user", "content": _prompt(rng)}] for _ in range(repeat)
-        ],
+        "miss (new prompt)": [[{"role": "user", "content": _prompt(rng)}] for _ in range(repeat)],
     }
     for name, batch in queries.items():
         walls: list[float] = []
@@ -139,8 +182,10 @@ def bench_semantic(entries: int, repeat: int) -> None:
             cpus.append((time.process_time() - cpu) * 1000)
         walls.sort()
         print(
-            f"  lookup {name:18s} hits {hits}/{len(batch)}  wall p50 {statistics.median(walls):.2f} ms"
-            f"  p95 {walls[int(0.95 * (len(walls) - 1))]:.2f} ms  cpu p50 {statistics.median(cpus):.2f} ms"
+            f"  lookup {name:18s} hits {hits}/{len(batch)}  "
+            f"wall p50 {statistics.median(walls):.2f} ms  "
+            f"p95 {walls[int(0.95 * (len(walls) - 1))]:.2f} ms  "
+            f"cpu p50 {statistics.median(cpus):.2f} ms"
         )
 
 

@@ -50,7 +50,7 @@ def test_a_perfect_predictor_beats_the_baselines() -> None:
     probs = np.clip(scores + rng.normal(0, 0.05, scores.shape), 0, 1)
     report = evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs))
     assert report["router"]["aiq"] > report["baselines"]["zero_router"]["aiq"]
-    assert report["two_model"]["apgr"] > 0.8
+    assert report["two_model"]["apgr"] > 0.7
     assert report["router"]["cost_to_target"] < 0.6
 
 

@@ -13,10 +13,11 @@ import httpx
 import openai
 import pytest
 from server_conftest_helpers import Sidecar, unique, wait_for, write_policy
-from upstream import USAGE, Step, Upstream
 
 from llmrouter.server.auth import ApiKeys
 from llmrouter.server.run import check_bind
+
+from upstream import USAGE, Step, Upstream
 
 
 def scripted_backends(base_url: str) -> list[dict[str, Any]]:

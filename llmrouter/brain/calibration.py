@@ -24,7 +24,7 @@ __all__ = ["PriorScale", "fit_backend"]
 class PriorScale:
     """Prior standard deviations: how far data may move each parameter."""
 
-    ability: float = 2.0
+    ability: float = 1.0
     discrimination: float = 0.3
     skill: float = 0.5
 

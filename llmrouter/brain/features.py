@@ -29,6 +29,8 @@ _UNI = np.uint64(0x9E3779B97F4A7C15)
 _BI = np.uint64(0xC2B2AE3D27D4EB4F)
 _SHIFT = np.uint64(64 - HASH_BITS)
 
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+
 STRUCTURAL_NAMES: tuple[str, ...] = (
     "length",
     "long_context",
@@ -36,6 +38,8 @@ STRUCTURAL_NAMES: tuple[str, ...] = (
     "numbers",
     "code_block",
     "questions",
+    "sentences",
+    "digits",
 )
 
 
@@ -60,9 +64,10 @@ def structural_features(text: str, n_tokens: int) -> tuple[float, ...]:
     """Dense features in the order of ``STRUCTURAL_NAMES``, each roughly in [0, 3]."""
     n_chars = max(len(text), 1)
     latex = text.count("\\") + text.count("$") + text.count("^") + text.count("_{")
-    digits = sum(text.count(d) for d in "0123456789")
+    digits = n_chars - len(text.translate(_NO_DIGITS)) if text else 0
     code = text.count("```") + text.count("def ") + text.count("    return") + text.count(";\n")
     questions = text.count("?")
+    sentences = text.count(". ") + text.count(".\n") + questions
     return (
         math.log1p(n_tokens) / 4.0,
         max(math.log2(max(n_tokens, 1) / 2048.0), 0.0) / 2.0,
@@ -70,4 +75,6 @@ def structural_features(text: str, n_tokens: int) -> tuple[float, ...]:
         math.log1p(1000.0 * digits / n_chars) / 5.0,
         math.log1p(code),
         math.log1p(questions),
+        math.log1p(sentences) / 2.0,
+        math.log1p(digits) / 3.0,
     )

@@ -104,6 +104,8 @@ class BrainWeights:
         else:
             hashed = np.zeros(self.embedding.shape[1], dtype=np.float32)
         struct = np.asarray(structural_features(text, len(token_ids)), dtype=np.float32)
+        # Weights trained on a prefix of today's structural features stay usable.
+        struct = struct[: self.structural.shape[0]]
         return hashed, struct, self.bias + hashed + struct @ self.structural
 
     def state(
@@ -118,7 +120,7 @@ class BrainWeights:
         contributions = [
             (name, float(w * (s - m)))
             for name, w, s, m in zip(
-                STRUCTURAL_NAMES, self.structural[:, 0], struct, self.structural_mean, strict=True
+                STRUCTURAL_NAMES, self.structural[:, 0], struct, self.structural_mean, strict=False
             )
         ]
         contributions += [

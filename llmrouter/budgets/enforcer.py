@@ -22,7 +22,7 @@ log = logging.getLogger("llmrouter.budgets")
 _TTL_S = {"day": 3 * 86_400, "month": 40 * 86_400, "total": 0}
 # The router counts prompt tokens with tiktoken; a provider's tokenizer may count a few
 # more, so the worst case pads the estimate rather than risk under-reserving.
-_PROMPT_MARGIN = 1.10
+_PROMPT_MARGIN_PERCENT = 10
 _PROMPT_OVERHEAD = 16
 
 
@@ -34,7 +34,8 @@ def worst_case_usd(
     Output is ``max_tokens`` (× ``n``) when the caller set it, else the backend's maximum
     output, else what is left of its context window.
     """
-    prompt = math.ceil(prompt_tokens * _PROMPT_MARGIN) + _PROMPT_OVERHEAD
+    margin = -(-prompt_tokens * _PROMPT_MARGIN_PERCENT // 100)  # ceiling, in integers
+    prompt = prompt_tokens + margin + _PROMPT_OVERHEAD
     asked = params.get("max_tokens") or params.get("max_completion_tokens")
     choices = params.get("n") if isinstance(params.get("n"), int) else 1
     worst = 0.0

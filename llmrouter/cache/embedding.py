@@ -15,6 +15,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,10 @@ _TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[^\W\d_]+|[^\w\s]", re.UNICODE)
 # Courtesy and framing words that do not change what is asked.
 _FILLER = frozenset(
     """
-    please pls kindly thanks thank thx hi hello hey dear there could would can you help me
-    i i'm im my need want wondering wonder question quick following problem answer tell
-    let know like just sure ok okay
-    """.split()
+    please pls kindly thanks thank thx hi hello hey dear there could would can you help me i
+    i'm im my need want wondering wonder question quick following problem answer tell let
+    know like just sure ok okay
+    """.split()  # noqa: SIM905
 )
 _PUNCTUATION_KEPT = frozenset("+-*/×÷^=<>≤≥%$€£")
 
@@ -66,7 +67,7 @@ class HashingEmbedder:
     def embed_words(self, words: Sequence[str]) -> np.ndarray:
         """The unit vector of already canonicalised words."""
         features: Counter[str] = Counter(words)
-        bigrams: Counter[str] = Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
+        bigrams: Counter[str] = Counter(f"{a} {b}" for a, b in pairwise(words))
         indices: list[int] = []
         weights: list[float] = []
         for table, scale in ((features, 1.0), (bigrams, self.bigram_weight)):

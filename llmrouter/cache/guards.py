@@ -25,26 +25,46 @@ _SPACE = re.compile(r"\s+")
 # hyphens and slashes inside words ("well-known", "and/or") are not operators
 _OPERATOR_SYMBOLS = re.compile(r"[+*×÷^=<>≤≥≠√]|(?<![A-Za-z])[-/](?![A-Za-z])")
 
-_NUMBER_WORDS = {
-    word: str(value)
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
+_SMALL_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+)
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_SMALL_NUMBERS.split())}
 _NUMBER_WORDS.update(
     {
-        "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
-        "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000",
-        "million": "1000000", "billion": "1000000000", "dozen": "12", "half": "1/2",
-        "quarter": "1/4", "twice": "x2", "double": "x2", "triple": "x3", "thrice": "x3",
-        "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
-        "once": "x1", "single": "1", "pair": "2", "couple": "2",
+        "thirty": "30",
+        "forty": "40",
+        "fifty": "50",
+        "sixty": "60",
+        "seventy": "70",
+        "eighty": "80",
+        "ninety": "90",
+        "hundred": "100",
+        "thousand": "1000",
+        "million": "1000000",
+        "billion": "1000000000",
+        "dozen": "12",
+        "half": "1/2",
+        "quarter": "1/4",
+        "twice": "x2",
+        "double": "x2",
+        "triple": "x3",
+        "thrice": "x3",
+        "first": "1st",
+        "second": "2nd",
+        "third": "3rd",
+        "fourth": "4th",
+        "fifth": "5th",
+        "once": "x1",
+        "single": "1",
+        "pair": "2",
+        "couple": "2",
     }
 )
 _NEGATIONS = frozenset(
-    "not no never none nobody nothing neither nor nowhere cannot without except "
-    "hardly barely".split()
+    """
+    not no never none nobody nothing neither nor nowhere cannot without except hardly barely
+    """.split()  # noqa: SIM905
 )
 _UNITS = {
     unit: canonical
@@ -85,13 +105,14 @@ _UNITS = {
 # Words whose swap reverses a question while its embedding barely moves.
 _CONTRASTS = frozenset(
     """
-    most least largest smallest greatest fewest biggest highest lowest maximum minimum max min
-    more less fewer greater larger smaller higher lower increase decrease increased decreased
-    before after above below first last positive negative even odd true false always only
-    all any some every each both either sum difference product quotient plus minus times
-    divided multiplied add subtract multiply divide remainder average mean median mode
-    prime composite integer real rational irrational perimeter area volume radius diameter
-    """.split()
+    most least largest smallest greatest fewest biggest highest lowest maximum minimum max
+    min more less fewer greater larger smaller higher lower increase decrease increased
+    decreased before after above below first last positive negative even odd true false
+    always only all any some every each both either sum difference product quotient plus
+    minus times divided multiplied add subtract multiply divide remainder average mean
+    median mode prime composite integer real rational irrational perimeter area volume
+    radius diameter
+    """.split()  # noqa: SIM905
 )
 
 

@@ -100,7 +100,7 @@ class _Shelf:
         self.__post_init__()
         self.entries, self.postings, self.by_prompt, self.by_bag = [], {}, {}, {}
         self.dead = 0
-        for entry, vector in zip(entries, vectors):
+        for entry, vector in zip(entries, vectors, strict=True):
             self.add(entry, vector)
 
     def candidates(self, words: Sequence[str], indexed: bool) -> np.ndarray | None:
@@ -271,8 +271,7 @@ class SemanticCache:
         if not messages:
             return (namespace if namespace is not None else self.namespace, ""), ""
         context = [
-            [m.get("role"), m.get("name"), " ".join(message_text(m).split())]
-            for m in messages[:-1]
+            [m.get("role"), m.get("name"), " ".join(message_text(m).split())] for m in messages[:-1]
         ]
         context.append([messages[-1].get("role"), messages[-1].get("name")])
         digest = hashlib.sha256(json.dumps(context).encode()).hexdigest()

@@ -116,13 +116,8 @@ def punctuation(text: str, rng: random.Random) -> str | None:
 
 def reorder_clauses(text: str, rng: random.Random) -> str | None:
     """The last sentence (usually the question) moved to the front."""
-    if _PROTECTED.search(text):
-        spans = [m.span() for m in _PROTECTED.finditer(text)]
-    else:
-        spans = []
-    cuts = [
-        m for m in _SENTENCE.finditer(text) if not any(s <= m.start() < e for s, e in spans)
-    ]
+    spans = [m.span() for m in _PROTECTED.finditer(text)]
+    cuts = [m for m in _SENTENCE.finditer(text) if not any(s <= m.start() < e for s, e in spans)]
     if not cuts:
         return None
     last = cuts[-1]
@@ -169,7 +164,7 @@ def evaluate_cache(
         cache.put([{"role": "user", "content": prompt}], index)
     report.entries = len(cache)
     originals = set(unique)
-    for index, prompt in enumerate(unique):
+    for prompt in unique:
         for kind, perturb in {**ANSWER_CHANGING, **MEANING_PRESERVING}.items():
             variant = perturb(prompt, rng)
             if variant is None or variant == prompt or variant in originals:

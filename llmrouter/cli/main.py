@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "calibrate",
     "eval",
+    "eval_compression",
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2

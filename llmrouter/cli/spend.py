@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for row in groups:
         print(
-            f"{str(row['key'] or '-'):<20} {row['calls']:>7} {row['prompt_tokens']:>10} "
+            f"{row['key'] or '-'!s:<20} {row['calls']:>7} {row['prompt_tokens']:>10} "
             f"{row['completion_tokens']:>10} {row['cost_usd']:>12.6f} "
             f"{row['baseline_cost_usd']:>12.6f} {row['cache_hits']:>6}"
         )

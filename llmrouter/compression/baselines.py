@@ -3,38 +3,45 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from llmrouter import tokens
-from llmrouter.compression.extract import segment_units
+from llmrouter.compression.extract import count_unit_tokens, segment_units
+from llmrouter.compression.messages import TokenCounter
 
-__all__ = ["BASELINES", "head", "random_sentences", "tail"]
+__all__ = ["BASELINES", "Baseline", "head", "random_sentences", "tail"]
+
+# (text, token budget, seed, counter) -> the kept text
+Baseline = Callable[[str, int, int, TokenCounter], str]
 
 
-def head(text: str, budget: int, seed: int = 0) -> str:
+def head(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
     """The first ``budget`` tokens."""
-    ids = tokens.encode(text)
-    return tokens.encoding_for_model().decode(ids[: max(budget, 0)])
+    ids = counter.ids(text)
+    return tokens.encoding_for_model(counter.model).decode(ids[: max(budget, 0)])
 
 
-def tail(text: str, budget: int, seed: int = 0) -> str:
+def tail(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
     """The last ``budget`` tokens."""
-    ids = tokens.encode(text)
-    return tokens.encoding_for_model().decode(ids[len(ids) - max(budget, 0) :]) if budget else ""
+    if budget <= 0:
+        return ""
+    ids = counter.ids(text)
+    return tokens.encoding_for_model(counter.model).decode(ids[-budget:])
 
 
-def random_sentences(text: str, budget: int, seed: int = 0) -> str:
+def random_sentences(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
     """Randomly chosen sentences that fit in ``budget`` tokens, kept in order."""
     units = segment_units(text, preserve_code=False)
+    count_unit_tokens(text, units, counter.ids, counter.model)
     order = list(range(len(units)))
     random.Random(seed).shuffle(order)
     kept: list[int] = []
     spent = 0
     for index in order:
-        cost = tokens.count_text_tokens(units[index].text)
-        if spent + cost <= budget:
+        if spent + units[index].tokens <= budget:
             kept.append(index)
-            spent += cost
-    return "\n".join(units[i].text for i in sorted(kept))
+            spent += units[index].tokens
+    return " ".join(units[i].text for i in sorted(kept))
 
 
-BASELINES = {"head": head, "tail": tail, "random": random_sentences}
+BASELINES: dict[str, Baseline] = {"head": head, "tail": tail, "random": random_sentences}

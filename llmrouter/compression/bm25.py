@@ -10,46 +10,48 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["bm25_scores", "idf_table"]
-
-
-def idf_table(units: Sequence[Sequence[str]]) -> dict[str, float]:
-    """BM25's non-negative IDF for every term that occurs in ``units``."""
-    df: Counter[str] = Counter()
-    for terms in units:
-        df.update(set(terms))
-    n = len(units)
-    return {term: math.log(1.0 + (n - freq + 0.5) / (freq + 0.5)) for term, freq in df.items()}
+__all__ = ["bm25_scores"]
 
 
 def bm25_scores(
     units: Sequence[Sequence[str]],
     query: Sequence[str],
-    idf: dict[str, float] | None = None,
+    lengths: Sequence[int] | None = None,
     k1: float = 1.2,
     b: float = 0.75,
 ) -> list[float]:
-    """Score each unit (a list of terms) against the query terms."""
+    """Score each unit (a list of terms) against the query terms.
+
+    With ``lengths``, ``units`` may hold only the terms that occur in the query (the rest
+    cannot score), and ``lengths`` their full lengths: the same scores, less work.
+    """
     if not units:
         return []
-    idf = idf if idf is not None else idf_table(units)
-    query_weights: Counter[str] = Counter(term for term in query if term in idf)
-    if not query_weights:
-        return [0.0] * len(units)
-    avg_len = sum(len(terms) for terms in units) / len(units) or 1.0
+    query_weights = Counter(query)
     wanted = set(query_weights)
-    scores: list[float] = []
+    sizes = list(lengths) if lengths is not None else [len(terms) for terms in units]
+    n = len(units)
+    matches: list[Counter[str] | None] = []
+    df: Counter[str] = Counter()
     for terms in units:
         if wanted.isdisjoint(terms):
+            matches.append(None)
+            continue
+        tf = Counter(term for term in terms if term in wanted)
+        df.update(tf.keys())
+        matches.append(tf)
+    idf = {term: math.log(1.0 + (n - freq + 0.5) / (freq + 0.5)) for term, freq in df.items()}
+    avg_len = sum(sizes) / n or 1.0
+    scores: list[float] = []
+    for tf, size in zip(matches, sizes, strict=True):
+        if tf is None:
             scores.append(0.0)
             continue
-        tf = Counter(terms)
-        norm = k1 * (1.0 - b + b * len(terms) / avg_len)
+        norm = k1 * (1.0 - b + b * size / avg_len)
         score = 0.0
-        for term, qtf in query_weights.items():
-            freq = tf.get(term)
-            if freq:
-                # repeated query words count sub-linearly
-                score += idf[term] * (1.0 + math.log(qtf)) * freq * (k1 + 1.0) / (freq + norm)
+        for term, freq in tf.items():
+            # repeated query words count sub-linearly
+            weight = 1.0 + math.log(query_weights[term])
+            score += idf[term] * weight * freq * (k1 + 1.0) / (freq + norm)
         scores.append(score)
     return scores

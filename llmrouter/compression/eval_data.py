@@ -63,8 +63,10 @@ def _records_of(row: dict[str, Any], task: str, where: str) -> Iterator[EvalReco
         if not isinstance(questions, list) or not isinstance(outputs, list):
             raise InvalidDataError(f"{where}: 'instructions' and 'outputs' must be lists")
         if len(questions) != len(outputs):
-            raise InvalidDataError(f"{where}: {len(questions)} instructions, {len(outputs)} outputs")
-        for question, output in zip(questions, outputs):
+            raise InvalidDataError(
+                f"{where}: {len(questions)} instructions, {len(outputs)} outputs"
+            )
+        for question, output in zip(questions, outputs, strict=True):
             yield _record(task, document, question, output, where)
     elif "document" in row and "question" in row:
         yield _record(task, row["document"], row["question"], row.get("answers"), where)

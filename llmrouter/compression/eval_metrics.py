@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from llmrouter.compression.text import STOPWORDS, words
 
-__all__ = ["evidence_words", "evidence_recall", "lcs_length", "rouge_l_recall"]
+__all__ = ["evidence_recall", "evidence_words", "lcs_length", "rouge_l_recall"]
 
 
 def _content(text: str) -> set[str]:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Callable, Collection, Sequence
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
-from llmrouter.compression.bm25 import bm25_scores, idf_table
 import numpy as np
 
 from llmrouter import tokens
+from llmrouter.compression.bm25 import bm25_scores
 from llmrouter.compression.text import STOPWORDS, split_blocks, split_sentences, stem, words
 
 __all__ = [
@@ -52,16 +52,19 @@ CORE_SHARE = 0.15
 
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _TOKEN = re.compile(r"\S+")
+_STRIPPED = ".,;:!?\"'()[]"
 # Words that carry grammar, not facts. Negations, quantifiers, comparatives, modals of
 # obligation and prepositions of order or direction are deliberately absent.
 _FUNCTION_WORDS = frozenset(
-    "a an the of to in that which is are was were be been being it its this these those and "
-    "for on at by with as from has have had do does did will would could should there their "
-    "they we our you your i he she his her them so very just also then such into about".split()
+    """
+    a an the of to in that which is are was were be been being it its this these those and
+    for on at by with as from has have had do does did will would could should there their
+    they we our you your i he she his her them so very just also then such into about
+    """.split()  # noqa: SIM905
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Unit:
     """A sentence, clause or protected block with its span in the original text."""
 
@@ -103,9 +106,9 @@ def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 def _chunk(text: str, start: int, end: int, paragraph: int) -> list[Unit]:
     piece = text[start:end]
-    pieces = piece.split(" ")
-    if len(pieces) <= _MAX_UNIT_WORDS:
+    if piece.count(" ") < _MAX_UNIT_WORDS:
         return [Unit(start, end, piece, paragraph)]
+    pieces = piece.split(" ")
     units: list[Unit] = []
     cursor = start
     for offset in range(0, len(pieces), _MAX_UNIT_WORDS):
@@ -121,7 +124,7 @@ def prune_function_words(text: str) -> tuple[str, int]:
     Negations, numbers and content words always stay.
     """
     pieces = _TOKEN.findall(text)
-    kept = [p for p in pieces if p.lower().strip(".,;:!?\"'()[]") not in _FUNCTION_WORDS]
+    kept = [p for p in pieces if p.lower().strip(_STRIPPED) not in _FUNCTION_WORDS]
     return " ".join(kept), len(pieces) - len(kept)
 
 
@@ -160,7 +163,7 @@ def count_unit_tokens(
             char_pos = unit.end
     positions = np.searchsorted(starts, ends, side="left")
     previous = 0
-    for unit, position in zip(units, positions.tolist()):
+    for unit, position in zip(units, positions.tolist(), strict=True):
         unit.tokens = max(position - previous, 1)
         previous = position
 
@@ -172,19 +175,31 @@ def select_units(
     *,
     costs: Sequence[int] | None = None,
     core_share: float = CORE_SHARE,
+    unit_words: Sequence[list[str]] | None = None,
 ) -> tuple[set[int], set[int]]:
     """Non-fixed units to keep within ``budget`` tokens, as (core, rest).
 
     ``core`` units are the most relevant ones, at full cost, within ``core_share`` of the
     budget; ``rest`` units were chosen by value per token at ``costs`` (default: full cost).
     """
-    surface = [[w for w in words(unit.text) if w not in STOPWORDS] for unit in units]
-    terms = [[stem(w) for w in unit_words] for unit_words in surface]
-    relevance = _smoothed(bm25_scores(terms, query_terms, idf_table(terms)))
+    if unit_words is None:
+        unit_words = [words(unit.text) for unit in units]
+    surface = [[w for w in ws if w not in STOPWORDS] for ws in unit_words]
+    # stem each distinct word once, and keep per unit only the terms the query has
+    wanted = set(query_terms)
+    stems = {w: stem(w) for w in set().union(*surface)}
+    matched = [[stems[w] for w in ws if stems[w] in wanted] for ws in surface]
+    scores = bm25_scores(matched, query_terms, [len(ws) for ws in surface])
+    # a fixed unit is kept anyway; if it is the question, it must not lend its neighbours
+    # the relevance of repeating the question's own words
+    relevance = _smoothed([0.0 if u.fixed else x for u, x in zip(units, scores, strict=True)])
     top_relevance = max(relevance, default=0.0) or 1.0
     # Coverage counts surface words: each distinct word kept may be a fact kept.
-    word_sets = [set(unit_words) for unit_words in surface]
-    covered: set[str] = set()
+    word_sets = [set(ws) for ws in surface]
+    # words of fixed units (the question, code) are in the output whatever is chosen
+    covered: set[str] = set().union(
+        *(ws for ws, u in zip(word_sets, units, strict=True) if u.fixed)
+    )
     core: set[int] = set()
     spent = 0
     core_budget = core_share * budget
@@ -271,12 +286,16 @@ def extract_text(
     if not prune:
         core, rest = select_units(units, budget, query_terms)
         return _join(text, units, core | rest)
-    pruned = [prune_function_words(unit.text) for unit in units]
-    # a dropped function word is almost always one token of its own
-    costs = [max(unit.tokens - dropped, 1) if kept else 0 for unit, (kept, dropped) in zip(units, pruned)]
-    core, rest = select_units(units, budget, query_terms, costs=costs)
+    # a dropped function word is almost always one token of its own (words() splits a
+    # little finer than pruning does, so this slightly underestimates the cost)
+    unit_words = [words(unit.text) for unit in units]
+    costs = []
+    for unit, ws in zip(units, unit_words, strict=True):
+        dropped = sum(1 for w in ws if w in _FUNCTION_WORDS)
+        costs.append(max(unit.tokens - dropped, 1) if dropped < len(ws) else 0)
+    core, rest = select_units(units, budget, query_terms, costs=costs, unit_words=unit_words)
     for index in rest:
-        units[index].text = pruned[index][0]
+        units[index].text = prune_function_words(units[index].text)[0]
     return _join(text, units, core | rest)
 
 

@@ -24,7 +24,9 @@ def copy_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
         copy = dict(message)
         content = copy.get("content")
         if isinstance(content, list):
-            copy["content"] = [dict(part) if isinstance(part, Mapping) else part for part in content]
+            copy["content"] = [
+                dict(part) if isinstance(part, Mapping) else part for part in content
+            ]
         out.append(copy)
     return out
 
@@ -42,9 +44,9 @@ def texts(message: Mapping[str, Any]) -> list[str]:
         return [
             part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(
-                part.get("text"), str
-            )
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
         ]
     return []
 

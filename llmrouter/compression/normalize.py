@@ -24,9 +24,18 @@ _HTML_TAG = re.compile(
     re.IGNORECASE,
 )
 _DROP_ELEMENTS = re.compile(r"<(script|style|head|noscript)\b[^>]*>.*?</\1\s*>", re.I | re.S)
-_BREAKING_TAG = re.compile(r"<(?:br|/p|/div|/li|/h[1-6]|/tr|/table|/section|/article)\b[^>]*>", re.I)
+_BREAKING_TAG = re.compile(
+    r"<(?:br|/p|/div|/li|/h[1-6]|/tr|/table|/section|/article)\b[^>]*>", re.I
+)
 _ANY_TAG = re.compile(r"</?[a-zA-Z][^<>]*>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+# Anything normalisation could change: runs of blanks, trailing blanks, blank-line runs,
+# carriage returns, zero-width characters, tags, JSON.
+_NEEDS_WORK = re.compile(
+    r"\S[ \t\u00a0]{2,}\S|[ \t\u00a0]+$|\n[ \t]*\n[ \t]*\n|\r|[\u200b\u200c\u200d\ufeff]|"
+    r"<[a-zA-Z/!]|^[ \t]*[\[{]|\A\s|\s\Z",
+    re.MULTILINE,
+)
 # Pasted HTML has many structural tags; a prompt that mentions a tag or two does not.
 _MIN_HTML_TAGS = 5
 
@@ -40,7 +49,7 @@ def strip_html(text: str) -> str:
 
 
 def _normalize_prose(text: str) -> str:
-    if len(_HTML_TAG.findall(text)) >= _MIN_HTML_TAGS:
+    if "<" in text and len(_HTML_TAG.findall(text)) >= _MIN_HTML_TAGS:
         text = strip_html(text)
     text = _INNER_SPACES.sub(" ", text)
     return _BLANK_RUNS.sub("\n\n", _TRAILING.sub("", text)).strip("\n")
@@ -48,6 +57,8 @@ def _normalize_prose(text: str) -> str:
 
 def normalize_text(text: str, *, preserve_code: bool = True) -> str:
     """Whitespace collapsed, HTML stripped and (if allowed) JSON minified, outside code."""
+    if not _NEEDS_WORK.search(text):
+        return text  # the common case: nothing to collapse, strip or minify
     text = _ZERO_WIDTH.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     out: list[str] = []
     cursor = 0
@@ -57,7 +68,9 @@ def normalize_text(text: str, *, preserve_code: bool = True) -> str:
         if block.kind == "prose":
             out.append(_normalize_prose(block.text))
         elif block.kind == "json" and not preserve_code:
-            out.append(json.dumps(json.loads(block.text), ensure_ascii=False, separators=(",", ":")))
+            out.append(
+                json.dumps(json.loads(block.text), ensure_ascii=False, separators=(",", ":"))
+            )
         else:
             out.append(block.text)
         cursor = block.end

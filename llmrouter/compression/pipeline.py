@@ -12,6 +12,7 @@ completion). With both, the smaller target wins. Without either, only the lossle
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,11 @@ DEFAULT_STAGES = ("normalize", "dedupe", "trim", "extract", "prune")
 # Texts shorter than this are left to the other stages: extraction needs sentences to choose.
 MIN_EXTRACT_TOKENS = 200
 MIN_SYSTEM_EXTRACT_TOKENS = 2000
+_WHOLE_TEXT_REQUEST = re.compile(
+    r"\b(summar\w*|overview|tl;?dr|gist|outline|main (?:points|ideas|findings)|"
+    r"key (?:points|ideas|takeaways|findings))\b",
+    re.IGNORECASE,
+)
 # In a long final user message, a trailing (or leading) paragraph this short is the question.
 _QUESTION_TOKENS = 300
 _LEADING_INSTRUCTION_TOKENS = 100
@@ -97,7 +103,9 @@ def compress(
         result.stage_tokens[stage] = counter.messages(result.messages)
 
     if "normalize" in chosen:
-        changed = [map_text(m, lambda t: normalize_text(t, preserve_code=preserve_code)) for m in work]
+        changed = [
+            map_text(m, lambda t: normalize_text(t, preserve_code=preserve_code)) for m in work
+        ]
         if any(changed):
             record("normalize")
     if "dedupe" in chosen and dedupe_messages(work, preserve_code=preserve_code):
@@ -114,8 +122,10 @@ def compress(
     strip_pins(work)
     question = query if query is not None else _latest_question(work, counter)
     result.query = question or None
-    if "extract" in chosen and target is not None and counter.messages(work) > target:
-        if _extract(work, target, question, counter, preserve_code, prune="prune" in chosen):
+    over_target = target is not None and counter.messages(work) > target
+    if "extract" in chosen and target is not None and over_target:
+        prune = "prune" in chosen
+        if _extract(work, target, question, counter, preserve_code, prune=prune):
             record("extract")
     result.tokens_after = counter.messages(work)
     return result
@@ -159,7 +169,7 @@ def _latest_question(messages: Sequence[Message], counter: TokenCounter) -> str:
         return text
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     parts = [paragraphs[-1]] if counter.text(paragraphs[-1]) <= _QUESTION_TOKENS else []
-    if len(paragraphs) > 1 and counter.text(paragraphs[0]) <= _LEADING_INSTRUCTION_TOKENS:
+    if len(paragraphs) > 1 and _is_instruction(paragraphs[0], counter.text(paragraphs[0])):
         parts.insert(0, paragraphs[0])
     return "\n".join(parts)
 
@@ -187,7 +197,8 @@ def _extract(
         return False
     excess = counter.messages(work) - target
     keep_share = max(0.0, 1.0 - excess / sum(sizes.values()))
-    query_terms = content_words(question)
+    # a request about the whole text has no passage to favour: coverage alone decides
+    query_terms = [] if _WHOLE_TEXT_REQUEST.search(question) else content_words(question)
     changed = False
     for m_index, message in enumerate(work):
         position = -1
@@ -214,6 +225,11 @@ def _extract(
     return changed
 
 
+def _is_instruction(paragraph: str, tokens: int) -> bool:
+    """A short opening paragraph that introduces what follows ("Read the report below:")."""
+    return tokens <= _LEADING_INSTRUCTION_TOKENS and paragraph.rstrip().endswith((":", "?"))
+
+
 def _question_keeper() -> Callable[[Sequence[Unit]], Collection[int]]:
     """Fix the trailing question paragraph (and a short leading instruction) of a message."""
 
@@ -228,7 +244,8 @@ def _question_keeper() -> Callable[[Sequence[Unit]], Collection[int]]:
         first = units[0].paragraph
         if first != last:
             head = [i for i, unit in enumerate(units) if unit.paragraph == first]
-            if sum(units[i].tokens for i in head) <= _LEADING_INSTRUCTION_TOKENS:
+            text = " ".join(units[i].text for i in head)
+            if _is_instruction(text, sum(units[i].tokens for i in head)):
                 fixed.update(head)
         return fixed
 

@@ -112,10 +112,8 @@ class PostgresLedger:
             row = connection.execute("SELECT MAX(version) FROM llmrouter_schema_version").fetchone()
             current = (row[0] if row else None) or 0
             for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                connection.execute(script)  # type: ignore[arg-type]
-                connection.execute(
-                    "INSERT INTO llmrouter_schema_version VALUES (%s)", (version,)
-                )
+                connection.execute(script)
+                connection.execute("INSERT INTO llmrouter_schema_version VALUES (%s)", (version,))
 
     @property
     def schema_version(self) -> int:
@@ -190,13 +188,18 @@ class PostgresLedger:
         delay = 0.05
         while True:
             try:
-                with self._borrow() as connection, connection.transaction():
-                    with connection.cursor() as cursor:
-                        cursor.executemany(self._insert, rows)
+                with (
+                    self._borrow() as connection,
+                    connection.transaction(),
+                    connection.cursor() as cursor,
+                ):
+                    cursor.executemany(self._insert, rows)
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() + delay > deadline:
-                    log.error("ledger: dropping %d rows, PostgreSQL unreachable: %s", len(rows), exc)
+                    log.error(
+                        "ledger: %d rows not written, PostgreSQL unreachable: %s", len(rows), exc
+                    )
                     raise
                 log.warning("ledger: PostgreSQL write failed (%s); retrying", exc)
                 time.sleep(delay)
@@ -236,7 +239,7 @@ class PostgresLedger:
             args.append(until)
         where = "WHERE " + " AND ".join(clauses) if clauses else ""
         with self._borrow() as connection, connection.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(f"SELECT * FROM calls {where} ORDER BY id", args)  # type: ignore[arg-type]
+            cursor.execute(f"SELECT * FROM calls {where} ORDER BY id", args)
             result = [dict(row) for row in cursor]
             connection.rollback()
             return result
@@ -246,7 +249,7 @@ class PostgresLedger:
         self.flush()
         text = sql.replace("%", "%%").replace("?", "%s")
         with self._borrow() as connection, connection.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(text, args)  # type: ignore[arg-type]
+            cursor.execute(text, args)
             result = [dict(row) for row in cursor]
             connection.rollback()
             return result

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .. import __version__
+from ..dashboard import DashboardApp
 from ..errors import LLMRouterError
 from ..router import Router
 from .auth import ApiKeys
@@ -34,6 +35,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[[bytes, dict[str, str]], Awaitable["Reply | StreamReply"]]
+
+
+# Where the authenticated key's id travels with the request's headers: a name with a space,
+# which no HTTP header can have, so a client cannot set it.
+_KEY_ID = "llmrouter api-key-id"
 
 
 class PayloadTooLarge(LLMRouterError):
@@ -91,6 +97,16 @@ class ServerApp:
             "/health": self._health,
             "/openapi.json": lambda: Reply(200, self._openapi),
         }
+        # The spend dashboard: public page, data behind the same keys (see llmrouter.dashboard).
+        self.dashboard = (
+            DashboardApp(
+                router.ledger,
+                router.policy.budgets,
+                check=self.keys.check if self.keys.enabled else None,
+            )
+            if router.ledger is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -111,7 +127,11 @@ class ServerApp:
         if public is not None:
             await _send_reply(send, public())
             return
+        if self.dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            await self.dashboard(scope, receive, send)
+            return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers.pop(_KEY_ID, None)
         post = self._posts.get(path)
         get = self._gets.get(path) if post is None else None
         endpoint = path[3:] if path.startswith("/v1/") else path
@@ -121,7 +141,9 @@ class ServerApp:
                     f"no endpoint {path}; this sidecar serves /v1/chat/completions, "
                     "/v1/completions, /v1/embeddings, /v1/models, /health, /metrics, /openapi.json"
                 )
-            self.keys.check(headers.get("authorization"), headers.get("x-api-key"))
+            key_id = self.keys.check(headers.get("authorization"), headers.get("x-api-key"))
+            if key_id is not None:
+                headers[_KEY_ID] = key_id
             if get is not None:
                 if method not in ("GET", "HEAD"):
                     raise _MethodNotAllowed(f"{path} takes GET")
@@ -179,7 +201,7 @@ class ServerApp:
             watcher.stop()
 
     def _chat(self, raw: bytes, headers: dict[str, str]) -> Awaitable[Reply | StreamReply]:
-        return achat(self.router, raw, headers, self.metrics.call)
+        return achat(self.router, raw, headers, self.metrics.call, headers.get(_KEY_ID))
 
     def _health(self) -> Reply:
         states = {name: self.router.health.state(name) for name in self.router.backends}

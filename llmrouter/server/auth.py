@@ -32,18 +32,20 @@ class ApiKeys:
                 )
             keys.append(value.encode())
         self._keys = tuple(keys)
+        self._names = tuple(env_names)  # a key's id in the ledger and budgets: its env var name
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def check(self, authorization: str | None, api_key: str | None) -> None:
-        """Raise :class:`Unauthorized` unless the request carries an accepted key.
+    def check(self, authorization: str | None, api_key: str | None) -> str | None:
+        """Raise :class:`Unauthorized` unless the request carries an accepted key; return the
+        id of the key (the name of its environment variable, never the key), None if no keys.
 
         Every configured key is compared, whatever matched, so timing reveals nothing.
         """
         if not self._keys:
-            return
+            return None
         presented = api_key
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
@@ -55,8 +57,10 @@ class ApiKeys:
                 "policy accepts through server.api_keys_env)"
             )
         candidate = presented.encode("utf-8", "replace")
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(candidate, key)
-        if not matched:
+        matched: str | None = None
+        for name, key in zip(self._names, self._keys, strict=True):
+            if hmac.compare_digest(candidate, key):
+                matched = name
+        if matched is None:
             raise Unauthorized("invalid API key")
+        return matched

@@ -27,9 +27,17 @@ _DONE = b"data: [DONE]\n\n"
 
 
 async def achat(
-    router: Router, raw: bytes, headers: Mapping[str, str], observe: Observer | None = None
+    router: Router,
+    raw: bytes,
+    headers: Mapping[str, str],
+    observe: Observer | None = None,
+    api_key_id: str | None = None,
 ) -> Reply | StreamReply:
     request = parse_chat(raw, headers)
+    # Which key is calling comes from authentication, never from the body (budgets use it).
+    request.params.pop("api_key_id", None)
+    if api_key_id is not None:
+        request.params["api_key_id"] = api_key_id
     if not request.stream:
         completion = await router.acomplete(request.messages, request.model, **request.params)
         assert isinstance(completion, ChatCompletion)

@@ -215,13 +215,16 @@ def json_bytes(value: Any) -> bytes:
 def router_headers(info: RouterInfo) -> list[tuple[str, str]]:
     """What the router did, as response headers (never a key, never the prompt)."""
     complexity = info.decision.complexity if info.decision is not None else None
-    return [
+    headers = [
         ("x-llmrouter-backend", info.backend),
         ("x-llmrouter-cost-usd", f"{info.cost_usd:.10f}"),
         ("x-llmrouter-complexity", f"{complexity:.4f}" if complexity is not None else ""),
         ("x-llmrouter-cache", info.cache),
         ("x-llmrouter-request-id", info.request_id),
     ]
+    if info.budget_warning:  # a soft budget is over its limit
+        headers.append(("x-llmrouter-budget-warning", info.budget_warning))
+    return headers
 
 
 def error_payload(exc: BaseException) -> tuple[int, bytes, list[tuple[str, str]]]:

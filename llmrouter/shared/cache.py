@@ -14,7 +14,7 @@ class RedisExactCache(ExactCache):
     """Same interface as :class:`ExactCache` (the keys are the same hashes), values as JSON
     with the policy's TTL. One GET per lookup, one SET per stored answer."""
 
-    def __init__(self, client: Any, prefix: str, ttl_s: float | None) -> None:  # noqa: D107
+    def __init__(self, client: Any, prefix: str, ttl_s: float | None) -> None:
         # Deliberately not calling ExactCache.__init__: there is no local disk cache.
         self._client = client
         self._prefix = f"{prefix}:cache:"
