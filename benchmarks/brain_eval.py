@@ -32,7 +32,13 @@ from llmrouter.brain.dataset import Record  # noqa: E402
 from llmrouter.brain.evaluation import EvalMatrix, decide, default_floors, evaluate  # noqa: E402
 from llmrouter.brain.model import BrainWeights, PromptState  # noqa: E402
 from llmrouter.brain.predictor import LearnedPredictor  # noqa: E402
-from llmrouter.brain.training import FeatureMatrix, featurize, fold_of, train  # noqa: E402
+from llmrouter.brain.training import (  # noqa: E402
+    FeatureMatrix,
+    TrainConfig,
+    featurize,
+    fold_of,
+    train,
+)
 from llmrouter.tokens import count_text_tokens, encode  # noqa: E402
 
 FOLDS = 5
@@ -41,13 +47,14 @@ MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
 _records: list[Record] = []
 _feats: FeatureMatrix | None = None
+_config = TrainConfig()
 
 
 def _train_subset(args: tuple[list[int], str]) -> str:
     rows, out = args
     assert _feats is not None
     sub = FeatureMatrix(_feats.hashed[rows], _feats.structural[rows])
-    weights = train([_records[i] for i in rows], feats=sub)
+    weights = train([_records[i] for i in rows], _config, feats=sub)
     weights.save(out)
     return out
 
@@ -306,7 +313,10 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)
     args = parser.parse_args()
+    global _config
+    _config = TrainConfig(max_iter=args.max_iter)
     if not args.shared.is_dir():
         print(f"skipped: {args.shared} is absent", file=sys.stderr)
         return 0

@@ -92,11 +92,22 @@ class ContextTooLarge(InvalidRequest):
 
 
 class NoBackendAvailable(LLMRouterError):
-    """Every backend was excluded (capabilities, health, cost or latency caps)."""
+    """Every backend was excluded (capabilities, health, cost or latency caps).
+
+    When the request's own demands excluded them all (a capability no backend has, a
+    cost or latency cap nothing meets) it is the caller's 400; when some backend was
+    out only for its health, it is a 503 worth retrying later.
+    """
 
     status_code = 503
     error_type = "service_unavailable"
     code = "no_backend_available"
+
+    def __init__(self, message: str, *, caller_limits: bool = False) -> None:
+        super().__init__(message)
+        if caller_limits:
+            self.status_code = 400
+            self.error_type = "invalid_request_error"
 
 
 class BudgetExceeded(LLMRouterError):
@@ -105,6 +116,9 @@ class BudgetExceeded(LLMRouterError):
     status_code = 429
     error_type = "insufficient_quota"
     code = "budget_exceeded"
+
+
+_UPSTREAM_STATUS = {"timeout": 504, "rate_limited": 429, "client_error": 400}
 
 
 class UpstreamError(LLMRouterError):
@@ -128,8 +142,9 @@ class UpstreamError(LLMRouterError):
         self.status = status
         self.retry_after = retry_after
         self.code = kind
-        if kind == "timeout":
-            self.status_code = 504
+        # What the caller should see: a timeout is 504, a persistent 429 stays 429 (with
+        # Retry-After), an upstream 4xx about the request itself is the caller's 400.
+        self.status_code = _UPSTREAM_STATUS.get(kind, 502)
 
 
 class StreamInterrupted(UpstreamError):

@@ -26,6 +26,8 @@ class Attempt:
     outcome: str  # "ok" or the error kind
     status: int | None = None
     elapsed_ms: float = 0.0
+    detail: str | None = None  # the error's message: for the final error, not for the ledger
+    retry_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ call the backend with retries and fallback, then price and record the call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .accounting import Spend, completion_text, measure_spend
 from .backends import BackendClient, client_for
-from .budgets import Hold, worst_case_usd
+from .budgets import BudgetUnavailable, Hold, worst_case_usd
 from .cache import ExactCache, cache_key
 from .errors import (
     BudgetExceeded,
@@ -142,7 +143,7 @@ class Router:
         self._reference = self.policy.reference_backend
         self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
         self.latency = LatencyTracker()
-        self.conversations = ConversationMemory()
+        self.conversations = ConversationMemory(max_entries=10_000)
         self._compressor = _compressor(self.policy)
         breaker = self.policy.fallback.circuit_breaker
         self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
@@ -272,10 +273,15 @@ class Router:
         if stream:
             return self._astream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
-        for backend in self._plan(call):
-            response = await self._acall_backend(call, backend, budget)
-            if response is not None:
-                return self._finish(call, backend, response, ttft_ms=None)
+        backend = call.decision.backend
+        try:
+            for backend in self._plan(call):
+                response = await self._acall_backend(call, backend, budget)
+                if response is not None:
+                    return self._finish(call, backend, response, ttft_ms=None)
+        except asyncio.CancelledError:  # the caller went away (e.g. a client disconnect)
+            self._record_cancelled(call, backend, None)
+            raise
         raise self._fail(call)
 
     # --- pipeline steps --------------------------------------------------------------------------
@@ -356,6 +362,11 @@ class Router:
     def _body(self, call: _Call, backend: BackendConfig, stream: bool) -> dict[str, Any]:
         messages = call.upstream_messages if call.upstream_messages is not None else call.messages
         body = {**call.params, "model": backend.model, "messages": messages}
+        if "max_completion_tokens" in body and backend.provider != "openai":
+            # Only OpenAI knows the newer name; llama.cpp, vLLM and Ollama read max_tokens
+            # (llama.cpp silently ignores the other and generates to the end of its context).
+            limit = body.pop("max_completion_tokens")
+            body.setdefault("max_tokens", limit)
         if stream:
             body["stream"] = True
             if backend.stream_usage:
@@ -423,7 +434,14 @@ class Router:
     def _attempt_failed(self, call: _Call, name: str, exc: UpstreamError, began: float) -> None:
         self.health.record_failure(name)
         call.attempts.append(
-            Attempt(name, exc.kind, exc.status, (time.perf_counter() - began) * 1000)
+            Attempt(
+                name,
+                exc.kind,
+                exc.status,
+                (time.perf_counter() - began) * 1000,
+                detail=exc.message,
+                retry_after=exc.retry_after,
+            )
         )
 
     # --- streams ---------------------------------------------------------------------------------
@@ -687,12 +705,15 @@ class Router:
         last = call.attempts[-1] if call.attempts else None
         tried = ", ".join(dict.fromkeys(a.backend for a in call.attempts)) or call.decision.backend
         kind = last.outcome if last is not None else "no_attempt"
+        detail = f": {last.detail}" if last is not None and last.detail else ""
         error = UpstreamError(
             f"all backends failed ({tried}); last error: {kind}"
-            + (f" (HTTP {last.status})" if last is not None and last.status else ""),
+            + (f" (HTTP {last.status})" if last is not None and last.status else "")
+            + detail,
             kind=kind,
             backend=last.backend if last is not None else call.decision.backend,
             status=last.status if last is not None else None,
+            retry_after=last.retry_after if last is not None else None,
         )
         self._record_failure(call, error.backend or call.decision.backend, error, None)
         return error
@@ -716,7 +737,7 @@ class Router:
         call.attempts.append(Attempt(name, error.kind, None, 0.0))
         self._record_failure(call, name, error, gathered)
 
-    def _record_cancelled(self, call: _Call, name: str, gathered: StreamAccumulator) -> None:
+    def _record_cancelled(self, call: _Call, name: str, gathered: StreamAccumulator | None) -> None:
         info = self._partial_info(call, name, gathered, outcome="cancelled")
         self._record(call, info, error_kind="cancelled")
 
@@ -769,9 +790,9 @@ class Router:
             call.hold = self.budgets.reserve(
                 worst, api_key_id=options.api_key_id, user=options.user, tags=options.tags
             )
-        except BudgetExceeded:
+        except (BudgetExceeded, BudgetUnavailable) as exc:
             info = self._partial_info(call, call.decision.backend, None, outcome="error")
-            self._record(call, info, error_kind="budget_exceeded")
+            self._record(call, info, error_kind=exc.code)
             raise
 
     def _record(self, call: _Call, info: RouterInfo, error_kind: str | None) -> None:

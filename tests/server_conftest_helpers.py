@@ -50,8 +50,17 @@ class Sidecar:
         self.policy = policy
         self.log = policy.parent / f"serve-{self.port}.log"
         command = [
-            sys.executable, "-m", "llmrouter.cli.main", "serve",
-            "--policy", str(policy), "--port", str(self.port), "--log-level", "warning", *extra,
+            sys.executable,
+            "-m",
+            "llmrouter.cli.main",
+            "serve",
+            "--policy",
+            str(policy),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *extra,
         ]
         self._process = subprocess.Popen(
             command,

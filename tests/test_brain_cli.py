@@ -227,3 +227,25 @@ def test_train_then_use_the_weights(
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["prompts"] == 120
+
+
+def test_plot_needs_matplotlib(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    png = files["dir"] / "curve.png"
+    code = main(
+        [
+            "eval",
+            "--policy",
+            str(files["policy"]),
+            "--data",
+            str(files["data"]),
+            "--plot",
+            str(png),
+            "--no-progress",
+        ]
+    )
+    if importlib.util.find_spec("matplotlib") is None:
+        assert code == 2 and "matplotlib" in capsys.readouterr().err
+    else:
+        assert code == 0 and png.stat().st_size > 1000

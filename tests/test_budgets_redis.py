@@ -16,7 +16,7 @@ from services import fresh_redis
 from test_budgets import CALL_COST, HELLO, make_router
 
 from llmrouter import BudgetExceeded, Router
-from llmrouter.budgets import Budgets, RedisCounters
+from llmrouter.budgets import Budgets, BudgetUnavailable, RedisCounters
 from llmrouter.policy.schema import BudgetConfig
 
 
@@ -122,3 +122,25 @@ def test_counters_expire_with_their_period(shared: tuple[str, str]) -> None:
     assert budgets.spent(budgets.configs[0]) == pytest.approx(0.125)
     budgets.close()
     client.close()
+
+
+def test_unreachable_counters_refuse_the_call_and_record_it(
+    tmp_path: Path, upstream: CannedUpstream, shared: tuple[str, str]
+) -> None:
+    router, other = replicas(tmp_path, upstream.base_url, shared, [{"limit_usd": 1.0}])
+    assert router.budgets is not None
+    counters = router.budgets.counters
+    assert isinstance(counters, RedisCounters)
+
+    def down(**_: object) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    counters._script = down  # type: ignore[assignment]
+    with pytest.raises(BudgetUnavailable) as refused:
+        router.complete(HELLO, max_tokens=5)
+    assert refused.value.status_code == 503
+    assert router.ledger is not None
+    rows = router.ledger.rows()
+    router.close()
+    other.close()
+    assert [(r["outcome"], r["error_kind"]) for r in rows] == [("error", "budget_unavailable")]

@@ -96,6 +96,29 @@ def test_json_is_minified_only_when_code_may_be_altered() -> None:
     assert normalize_text(text, preserve_code=False).endswith('{"a":1,"b":[1,2]}')
 
 
+@pytest.mark.parametrize("preserve_code", [True, False])
+def test_the_fast_path_skips_only_texts_normalisation_would_not_change(
+    monkeypatch: pytest.MonkeyPatch, preserve_code: bool
+) -> None:
+    import random
+
+    import llmrouter.compression.normalize as normalize
+
+    pieces = ["word", " ", "  ", "\n", "\n\n", "\t", "<p>", "```", "{", "[1]", ".", "x\u00a0"]
+    rng = random.Random(11)
+    fast = normalize._needs_work
+    checked = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        if fast(text, preserve_code):
+            continue
+        checked += 1
+        monkeypatch.setattr(normalize, "_needs_work", lambda text, preserve_code: True)
+        assert normalize.normalize_text(text, preserve_code=preserve_code) == text
+        monkeypatch.setattr(normalize, "_needs_work", fast)
+    assert checked > 30
+
+
 # --- dedupe -------------------------------------------------------------------------------
 
 
@@ -264,6 +287,23 @@ def test_a_leading_instruction_joins_the_question() -> None:
     result = compress([user(text)], ratio=3.0)
     assert result.query == f"Read the minutes below and answer:\n{QUESTION}"
     assert result.messages[0]["content"].startswith("Read the minutes below and answer:")
+
+
+def test_a_question_on_the_last_line_is_found_and_kept() -> None:
+    text = long_document().replace("\n\n", "\n") + "\n" + QUESTION
+    result = compress([user(text)], ratio=3.0)
+    assert result.query == QUESTION
+    content = result.messages[0]["content"]
+    assert content.endswith("\n" + QUESTION)
+    assert "pier 7" in content
+
+
+def test_a_question_before_the_document_is_found_and_kept() -> None:
+    result = compress([user(f"{QUESTION}\n\n{long_document()}")], ratio=3.0)
+    assert result.query == QUESTION
+    content = result.messages[0]["content"]
+    assert content.startswith(QUESTION + "\n\n")
+    assert "pier 7" in content
 
 
 def test_without_a_target_only_lossless_stages_run() -> None:

@@ -258,3 +258,56 @@ def test_concurrent_async_calls_each_leave_one_row(router: Router) -> None:
 
     asyncio.run(many())
     assert len(rows(router)) == 20
+
+
+def test_max_completion_tokens_reaches_non_openai_servers_as_max_tokens(
+    router: Router, upstream: Upstream
+) -> None:
+    complete(router, max_completion_tokens=7)
+    body = upstream.requests[-1]["body"]
+    assert body["max_tokens"] == 7 and "max_completion_tokens" not in body
+
+
+def test_upstream_rejecting_the_request_is_the_callers_400_with_its_message(
+    router: Router, upstream: Upstream
+) -> None:
+    upstream.play("400", "400")
+    with pytest.raises(UpstreamError) as info:
+        complete(router)
+    assert info.value.status_code == 400
+    assert "scripted 400" in str(info.value)
+
+
+def test_persistent_rate_limit_is_a_429_with_retry_after(
+    router: Router, upstream: Upstream
+) -> None:
+    upstream.play(*[Step("429", retry_after="0.01")] * 6)
+    with pytest.raises(UpstreamError) as info:
+        complete(router)
+    assert info.value.status_code == 429
+    assert info.value.retry_after == pytest.approx(0.01)
+
+
+def test_caller_caps_that_exclude_everything_are_a_400(router: Router) -> None:
+    from llmrouter import NoBackendAvailable
+
+    with pytest.raises(NoBackendAvailable) as info:
+        complete(router, max_cost_usd=1e-12)
+    assert info.value.status_code == 400
+    for _ in range(router.policy.fallback.circuit_breaker.failure_threshold):
+        router.health.record_failure("small")
+        router.health.record_failure("large")
+    with pytest.raises(NoBackendAvailable) as unhealthy:
+        complete(router)
+    assert unhealthy.value.status_code == 503
+
+
+async def test_cancelled_async_call_is_recorded(router: Router, upstream: Upstream) -> None:
+    upstream.play(Step("ok", delay_s=0.4))
+    task = asyncio.ensure_future(router.acomplete(HELLO))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (row,) = rows(router)
+    assert row["outcome"] == "cancelled" and row["error_kind"] == "cancelled"

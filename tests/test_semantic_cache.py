@@ -118,6 +118,25 @@ def test_namespaces_and_conversation_context_are_isolated(cache: SemanticCache) 
     assert cache.get(ask(PROBLEM), namespace="tenant-a/gpt") is None
 
 
+def test_prompts_with_images_are_not_cached_and_images_in_context_count() -> None:
+    cache = SemanticCache()
+
+    def with_image(url: str) -> list[dict[str, Any]]:
+        parts = [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
+        return [{"role": "user", "content": parts}]
+
+    cache.put(with_image("https://example.invalid/cat.png"), "a cat")
+    assert len(cache) == 0
+    assert cache.get(with_image("https://example.invalid/dog.png")) is None
+    follow_up = [{"role": "assistant", "content": "A cat."}, *ask("What colour is it?")]
+    cache.put([*with_image("https://example.invalid/cat.png"), *follow_up], "grey")
+    assert cache.get([*with_image("https://example.invalid/cat.png"), *follow_up]) == "grey"
+    assert cache.get([*with_image("https://example.invalid/dog.png"), *follow_up]) is None
+
+
 def test_threshold_is_respected() -> None:
     strict = SemanticCache(threshold=1.0)
     strict.put(ask("List the planets of the solar system in order"), "...")

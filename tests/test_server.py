@@ -349,9 +349,7 @@ def test_stream_failing_before_first_chunk_gets_a_status(sidecar: Sidecar, scrip
 def test_client_disconnect_cancels_the_upstream_call(sidecar: Sidecar, scripted: Upstream):
     scripted.play(Step("slow", delay_s=0.4))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{sidecar.url}/chat/completions", json=chat_body(model="small"), timeout=0.15
-        )
+        httpx.post(f"{sidecar.url}/chat/completions", json=chat_body(model="small"), timeout=0.15)
 
     def cancelled() -> bool:
         text = httpx.get(f"{sidecar.root}/metrics").text
@@ -481,19 +479,34 @@ def test_refuses_public_bind_without_keys(monkeypatch: pytest.MonkeyPatch):
 def test_cli_refuses_public_bind_and_missing_key_env(tmp_path: Path):
     policy = write_policy(tmp_path, scripted_backends("http://127.0.0.1:9/v1"))
     result = subprocess.run(
-        [sys.executable, "-m", "llmrouter.cli.main", "serve", "--policy", str(policy),
-         "--host", "0.0.0.0", "--port", "1"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "llmrouter.cli.main",
+            "serve",
+            "--policy",
+            str(policy),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "--allow-unauthenticated" in result.stderr
     keyed = write_policy(
-        tmp_path, scripted_backends("http://127.0.0.1:9/v1"),
+        tmp_path,
+        scripted_backends("http://127.0.0.1:9/v1"),
         server={"api_keys_env": ["UNSET_SIDECAR_KEY_ENV"]},
     )
     result = subprocess.run(
         [sys.executable, "-m", "llmrouter.cli.main", "serve", "--policy", str(keyed)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "UNSET_SIDECAR_KEY_ENV" in result.stderr

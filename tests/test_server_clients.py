@@ -68,9 +68,7 @@ def test_openai_sdk_stream_with_usage(sidecar: Sidecar):
 
 async def test_openai_sdk_async_and_async_stream(sidecar: Sidecar):
     client = openai.AsyncOpenAI(base_url=sidecar.url, api_key="unused", max_retries=0)
-    completion = await client.chat.completions.create(
-        model="auto", messages=messages(), **SAMPLING
-    )
+    completion = await client.chat.completions.create(model="auto", messages=messages(), **SAMPLING)
     assert completion.choices[0].finish_reason in ("stop", "length")
     stream = await client.chat.completions.create(
         model="large", messages=messages(), stream=True, **SAMPLING
@@ -112,8 +110,14 @@ def test_langchain_chat_openai(sidecar: Sidecar):
 
     # langchain-openai sends max_completion_tokens, which llama.cpp ignores: add max_tokens.
     chat = ChatOpenAI(
-        model="auto", base_url=sidecar.url, api_key="unused", max_retries=0,
-        temperature=0.8, seed=1, max_tokens=12, extra_body={"max_tokens": 12},
+        model="auto",
+        base_url=sidecar.url,
+        api_key="unused",
+        max_retries=0,
+        temperature=0.8,
+        seed=1,
+        max_tokens=12,
+        extra_body={"max_tokens": 12},
     )
     answer = chat.invoke(unique(GREETING))
     assert isinstance(answer.content, str) and answer.content
@@ -125,9 +129,21 @@ def test_langchain_chat_openai(sidecar: Sidecar):
 def test_curl(sidecar: Sidecar):
     body = json.dumps({"model": "auto", "messages": messages(), **SAMPLING})
     result = subprocess.run(
-        ["curl", "-sS", "-D", "-", "-H", "content-type: application/json",
-         "-d", body, f"{sidecar.url}/chat/completions"],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            "curl",
+            "-sS",
+            "-D",
+            "-",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            f"{sidecar.url}/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     head, _, payload = result.stdout.partition("\n\n")  # text mode turned CRLF into LF
     assert head.startswith("HTTP/1.1 200")
@@ -136,7 +152,10 @@ def test_curl(sidecar: Sidecar):
     stream_body = json.dumps({"model": "auto", "messages": messages(), "stream": True, **SAMPLING})
     result = subprocess.run(
         ["curl", "-sS", "-N", "-d", stream_body, f"{sidecar.url}/chat/completions"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     events = [line for line in result.stdout.splitlines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and len(events) >= 3

@@ -76,15 +76,24 @@ def rss_mb(pid: int) -> float:
 
 def wrk(url: str, connections: int, seconds: float, **env: str) -> dict[str, Any]:
     command = [
-        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s",
-        "-s", str(HERE / "chat.lua"), "--latency", url,
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(seconds)}s",
+        "-s",
+        str(HERE / "chat.lua"),
+        "--latency",
+        url,
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, **env}, check=True
     )
     for line in result.stdout.splitlines():
         if line.startswith("WRK_JSON "):
-            return dict(json.loads(line[len("WRK_JSON "):]))
+            return dict(json.loads(line[len("WRK_JSON ") :]))
     raise RuntimeError(f"wrk printed no summary:\n{result.stdout}\n{result.stderr}")
 
 
@@ -95,10 +104,27 @@ def ttfb_ms(url: str, body: dict[str, Any], samples: int) -> float:
     for sample in range(samples):
         payload = json.dumps(fresh(body, sample))
         result = subprocess.run(
-            ["taskset", "-c", LOAD_CORE, "curl", "-s", "-o", "/dev/null", "-w",
-             "%{time_starttransfer}", "-H", "content-type: application/json",
-             "-H", f"authorization: Bearer {KEY}", "-d", payload, url],
-            capture_output=True, text=True, check=True,
+            [
+                "taskset",
+                "-c",
+                LOAD_CORE,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{time_starttransfer}",
+                "-H",
+                "content-type: application/json",
+                "-H",
+                f"authorization: Bearer {KEY}",
+                "-d",
+                payload,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         values.append(float(result.stdout) * 1000)
     return statistics.median(values)
@@ -112,9 +138,21 @@ def fresh(body: dict[str, Any], salt: object = "") -> dict[str, Any]:
 
 def sse_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     result = subprocess.run(
-        ["curl", "-s", "-N", "-H", "content-type: application/json",
-         "-H", f"authorization: Bearer {KEY}", "-d", json.dumps(fresh(body)), url],
-        capture_output=True, text=True, check=True,
+        [
+            "curl",
+            "-s",
+            "-N",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            f"authorization: Bearer {KEY}",
+            "-d",
+            json.dumps(fresh(body)),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [
         json.loads(line[6:])
@@ -125,9 +163,20 @@ def sse_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
     result = subprocess.run(
-        ["curl", "-s", "-H", "content-type: application/json", "-H",
-         f"authorization: Bearer {KEY}", "-d", json.dumps(body), url],
-        capture_output=True, text=True, check=True,
+        [
+            "curl",
+            "-s",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            f"authorization: Bearer {KEY}",
+            "-d",
+            json.dumps(body),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return dict(json.loads(result.stdout))
 
@@ -180,13 +229,30 @@ server: {{api_keys_env: [LLMROUTER_BENCH_KEY]}}
     return path
 
 
-def start_llmrouter(workdir: Path, upstream: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
+def start_llmrouter(
+    workdir: Path, upstream: str, port: int
+) -> tuple[subprocess.Popen[bytes], float]:
     policy = llmrouter_policy(workdir, upstream)
     executable = shutil.which("llmrouter") or sys.executable
-    command = [executable] if executable != sys.executable else [sys.executable, "-m", "llmrouter.cli.main"]
+    command = (
+        [executable]
+        if executable != sys.executable
+        else [sys.executable, "-m", "llmrouter.cli.main"]
+    )
     process = subprocess.Popen(
-        ["taskset", "-c", PROXY_CORE, *command, "serve", "--policy", str(policy),
-         "--port", str(port), "--log-level", "warning"],
+        [
+            "taskset",
+            "-c",
+            PROXY_CORE,
+            *command,
+            "serve",
+            "--policy",
+            str(policy),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env={**os.environ, "LLMROUTER_BENCH_KEY": KEY},
         cwd=workdir,
     )
@@ -199,9 +265,7 @@ def ensure_litellm(venv: Path) -> Path:
     if not executable.exists():
         print(f"installing LiteLLM's proxy into {venv} (once) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True
-        )
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
     return executable
 
 
@@ -226,9 +290,21 @@ litellm_settings:
         "LITELLM_MASTER_KEY": KEY,
     }
     process = subprocess.Popen(
-        ["taskset", "-c", PROXY_CORE, str(executable), "--config", str(path),
-         "--port", str(port), "--num_workers", "1"],
-        env=env, cwd=workdir, stdout=(workdir / "litellm.log").open("wb"),
+        [
+            "taskset",
+            "-c",
+            PROXY_CORE,
+            str(executable),
+            "--config",
+            str(path),
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=(workdir / "litellm.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
     ready = wait_http(f"http://127.0.0.1:{port}/health/liveliness", 120, process)
@@ -324,8 +400,9 @@ def main() -> int:
         direct = {
             "c1": wrk(upstream, 1, args.duration),
             "c32": wrk(upstream, 32, args.duration),
-            "ttfb_ms": ttfb_ms(f"{upstream}/sse/v1/chat/completions", direct_stream,
-                               args.ttft_samples),
+            "ttfb_ms": ttfb_ms(
+                f"{upstream}/sse/v1/chat/completions", direct_stream, args.ttft_samples
+            ),
             "stream_chunks": len(sse_events(f"{upstream}/sse/v1/chat/completions", direct_stream)),
         }
         print("== nginx direct ==")
@@ -349,8 +426,10 @@ def main() -> int:
                 stop(process)
     finally:
         stop(nginx)
-    print("\n| proxy | req/s c=32 | p99 c=32 ms | req/s c=1 | added p50 c=1 ms | added p99 c=1 ms "
-          "| stream TTFB added ms | chunks (upstream) | RSS MB | ready s | RSS growth MB (reqs) |")
+    print(
+        "\n| proxy | req/s c=32 | p99 c=32 ms | req/s c=1 | added p50 c=1 ms | added p99 c=1 ms "
+        "| stream TTFB added ms | chunks (upstream) | RSS MB | ready s | RSS growth MB (reqs) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(

@@ -100,7 +100,9 @@ class BrainWeights:
         """(hashed part, structural vector, total logits) of one prompt."""
         buckets = hashed_ngrams(token_ids)
         if buckets.shape[0]:
-            hashed = self.embedding[buckets].mean(axis=0)
+            # take + dot: summing a (n, 6) gather along axis 0 is ~10x slower in numpy.
+            rows = self.embedding.take(buckets, axis=0)
+            hashed = np.full(buckets.shape[0], 1.0 / buckets.shape[0], dtype=np.float32) @ rows
         else:
             hashed = np.zeros(self.embedding.shape[1], dtype=np.float32)
         struct = np.asarray(structural_features(text, len(token_ids)), dtype=np.float32)

@@ -7,7 +7,14 @@ live in this process, or in Redis when replicas share state.
 
 from __future__ import annotations
 
-from .counters import LocalCounters, RedisCounters
+from .counters import BudgetUnavailable, LocalCounters, RedisCounters
 from .enforcer import Budgets, Hold, worst_case_usd
 
-__all__ = ["Budgets", "Hold", "LocalCounters", "RedisCounters", "worst_case_usd"]
+__all__ = [
+    "BudgetUnavailable",
+    "Budgets",
+    "Hold",
+    "LocalCounters",
+    "RedisCounters",
+    "worst_case_usd",
+]

@@ -14,11 +14,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["NANOS", "Counters", "LocalCounters", "RedisCounters", "ReserveResult"]
+from ..errors import LLMRouterError
+
+__all__ = [
+    "NANOS",
+    "BudgetUnavailable",
+    "Counters",
+    "LocalCounters",
+    "RedisCounters",
+    "ReserveResult",
+]
 
 log = logging.getLogger("llmrouter.budgets")
 
 NANOS = 1_000_000_000  # nano-dollars per dollar
+
+
+class BudgetUnavailable(LLMRouterError):
+    """The shared budget counters cannot be reached: refuse rather than spend unchecked."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "budget_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +140,13 @@ class RedisCounters:
         self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
     ) -> ReserveResult:
         args = [amount, *(-1 if limit is None else limit for limit in limits), *ttls]
-        out = [int(v) for v in self._script(keys=list(keys), args=args)]
+        try:
+            out = [int(v) for v in self._script(keys=list(keys), args=args)]
+        except Exception as exc:  # redis.RedisError, without importing redis here
+            log.error("budgets: Redis unreachable, refusing the call: %s", exc)
+            raise BudgetUnavailable(
+                "budget counters are unavailable (Redis unreachable); the call was not made"
+            ) from None
         refused = out[0] - 1 if out[0] else None
         return ReserveResult(refused, tuple(out[1:]))
 

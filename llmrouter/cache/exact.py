@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import queue
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["ExactCache", "cache_key"]
+
+logger = logging.getLogger("llmrouter")
 
 # Parameters that do not change what the model writes, and so stay out of the key.
 _NOT_IN_KEY = frozenset(
@@ -48,27 +53,81 @@ def cache_key(
 
 
 class ExactCache:
-    """diskcache on local disk, with a TTL; safe across threads and processes."""
+    """diskcache on local disk, with a TTL; safe across threads and processes.
+
+    Writes go through a queue to one writer thread, so a miss does not pay for a
+    SQLite write on the request path; until written, an entry is served from a small
+    in-memory map of pending writes. ``flush()`` waits for the queue; ``close()``
+    flushes first.
+    """
 
     def __init__(self, path: str | Path, ttl_s: float | None, max_size_mb: int = 512) -> None:
         import diskcache
 
         Path(path).mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(path), size_limit=max_size_mb * 1024 * 1024)
+        # A small page cache and no mmap: the cache's memory stays flat however large it grows.
+        self._cache = diskcache.Cache(
+            str(path),
+            size_limit=max_size_mb * 1024 * 1024,
+            sqlite_mmap_size=0,
+            sqlite_cache_size=256,
+        )
         self.ttl_s = ttl_s
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
 
     def get(self, key: str) -> dict[str, Any] | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending
         value = self._cache.get(key)
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._cache.set(key, value, expire=self.ttl_s)
+        with self._lock:
+            self._pending[key] = value
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="llmrouter-cache", daemon=True
+                )
+                self._writer.start()
+        self._queue.put(key)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._queue.join()
+
+    def _write_loop(self) -> None:
+        while True:
+            key = self._queue.get()
+            try:
+                if key is None:
+                    return
+                value = self._pending.get(key)
+                if value is not None:
+                    try:
+                        self._cache.set(key, value, expire=self.ttl_s)
+                    except Exception as exc:  # a full disk must not stop later writes
+                        logger.warning("exact cache write failed, entry dropped: %s", exc)
+                    with self._lock:
+                        if self._pending.get(key) is value:
+                            del self._pending[key]
+            finally:
+                self._queue.task_done()
 
     def clear(self) -> None:
+        self.flush()
         self._cache.clear()
 
     def __len__(self) -> int:
+        self.flush()
         return len(self._cache)
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         self._cache.close()

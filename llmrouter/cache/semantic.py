@@ -267,13 +267,33 @@ class SemanticCache:
     def _split(
         self, messages: Sequence[Mapping[str, Any]], namespace: str | None
     ) -> tuple[tuple[str, str], str]:
-        """((namespace, context digest), latest message text)."""
-        if not messages:
-            return (namespace if namespace is not None else self.namespace, ""), ""
+        """((namespace, context digest), latest message text).
+
+        The text is empty (nothing is cached or looked up) when the latest message carries
+        more than text, such as an image: the text alone does not say what is asked.
+        """
+        space = namespace if namespace is not None else self.namespace
+        if not messages or _non_text_parts(messages[-1]):
+            return (space, ""), ""
         context = [
-            [m.get("role"), m.get("name"), " ".join(message_text(m).split())] for m in messages[:-1]
+            [
+                m.get("role"),
+                m.get("name"),
+                " ".join(message_text(m).split()),
+                _non_text_parts(m),
+            ]
+            for m in messages[:-1]
         ]
         context.append([messages[-1].get("role"), messages[-1].get("name")])
-        digest = hashlib.sha256(json.dumps(context).encode()).hexdigest()
-        space = namespace if namespace is not None else self.namespace
+        digest = hashlib.sha256(json.dumps(context, default=str).encode()).hexdigest()
         return (space, digest), message_text(messages[-1])
+
+
+def _non_text_parts(message: Mapping[str, Any]) -> list[Any]:
+    """Images, audio and other non-text content parts, compared exactly in the context."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [
+        part for part in content if not (isinstance(part, Mapping) and part.get("type") == "text")
+    ]

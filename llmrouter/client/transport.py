@@ -24,7 +24,8 @@ def http_module() -> ModuleType:
     """The httpx flavour the installed ``openai`` package is built on (httpx or httpx2)."""
     from openai import _base_client
 
-    module = getattr(_base_client, "httpx2", None) or _base_client.httpx
+    namespace = vars(_base_client)
+    module = namespace.get("httpx2") or namespace.get("httpx")
     assert isinstance(module, ModuleType)
     return module
 
@@ -71,7 +72,7 @@ def _stream_headers(reply: StreamReply | SyncStreamReply) -> list[tuple[str, str
     return [("content-type", "text/event-stream; charset=utf-8"), *reply.headers]
 
 
-class _SyncEvents(_http.SyncByteStream):  # type: ignore[misc]
+class _SyncEvents(_http.SyncByteStream):
     def __init__(self, events: Iterator[bytes]) -> None:
         self._events = events
 
@@ -84,7 +85,7 @@ class _SyncEvents(_http.SyncByteStream):  # type: ignore[misc]
             close()  # a stream left early is recorded as cancelled
 
 
-class _AsyncEvents(_http.AsyncByteStream):  # type: ignore[misc]
+class _AsyncEvents(_http.AsyncByteStream):
     def __init__(self, events: AsyncIterator[bytes]) -> None:
         self._events = events
 
@@ -97,7 +98,7 @@ class _AsyncEvents(_http.AsyncByteStream):  # type: ignore[misc]
             await aclose()
 
 
-class RouterTransport(_http.BaseTransport):  # type: ignore[misc]
+class RouterTransport(_http.BaseTransport):
     def __init__(self, router: Router) -> None:
         self.router = router
 
@@ -114,13 +115,15 @@ class RouterTransport(_http.BaseTransport):  # type: ignore[misc]
             reply = _error(exc)
         if isinstance(reply, SyncStreamReply):
             return _http.Response(
-                200, headers=_stream_headers(reply), stream=_SyncEvents(reply.events),
+                200,
+                headers=_stream_headers(reply),
+                stream=_SyncEvents(reply.events),
                 request=request,
             )
         return _response(reply, request)
 
 
-class AsyncRouterTransport(_http.AsyncBaseTransport):  # type: ignore[misc]
+class AsyncRouterTransport(_http.AsyncBaseTransport):
     def __init__(self, router: Router) -> None:
         self.router = router
 
@@ -137,7 +140,9 @@ class AsyncRouterTransport(_http.AsyncBaseTransport):  # type: ignore[misc]
             reply = _error(exc)
         if isinstance(reply, StreamReply):
             return _http.Response(
-                200, headers=_stream_headers(reply), stream=_AsyncEvents(reply.events),
+                200,
+                headers=_stream_headers(reply),
+                stream=_AsyncEvents(reply.events),
                 request=request,
             )
         return _response(reply, request)

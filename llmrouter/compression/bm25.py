@@ -43,13 +43,13 @@ def bm25_scores(
     idf = {term: math.log(1.0 + (n - freq + 0.5) / (freq + 0.5)) for term, freq in df.items()}
     avg_len = sum(sizes) / n or 1.0
     scores: list[float] = []
-    for tf, size in zip(matches, sizes, strict=True):
-        if tf is None:
+    for found, size in zip(matches, sizes, strict=True):
+        if found is None:
             scores.append(0.0)
             continue
         norm = k1 * (1.0 - b + b * size / avg_len)
         score = 0.0
-        for term, freq in tf.items():
+        for term, freq in found.items():
             # repeated query words count sub-linearly
             weight = 1.0 + math.log(query_weights[term])
             score += idf[term] * weight * freq * (k1 + 1.0) / (freq + norm)

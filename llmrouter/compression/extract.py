@@ -11,9 +11,9 @@ Selection is in two steps: the most relevant units are kept verbatim with a shar
 budget (``core_share``), then the rest of the budget goes greedily to the best value per
 token (lazy greedy: coverage gains only shrink as more is kept). With ``prune`` the units of
 the second step are kept without their function words ("telegraphic" text, as in
-LLMLingua-style token dropping), which fits about 1.5 times as many facts in the same budget;
-negations, numbers and content words are never dropped. Units are emitted in their original
-order.
+LLMLingua-style token dropping): on L-Eval a pruned line costs 73% of its tokens, so about
+1.37 times as many sentences fit; negations, numbers and content words are never dropped.
+Units are emitted in their original order.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from llmrouter.compression.bm25 import bm25_scores
 from llmrouter.compression.text import STOPWORDS, split_blocks, split_sentences, stem, words
 
 __all__ = [
+    "Scored",
     "Unit",
     "count_unit_tokens",
     "extract_text",
     "prune_function_words",
+    "score_units",
     "segment_units",
     "select_units",
 ]
@@ -51,7 +53,6 @@ _DECAY = 0.7
 CORE_SHARE = 0.15
 
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
-_TOKEN = re.compile(r"\S+")
 _STRIPPED = ".,;:!?\"'()[]"
 # Words that carry grammar, not facts. Negations, quantifiers, comparatives, modals of
 # obligation and prepositions of order or direction are deliberately absent.
@@ -91,7 +92,8 @@ def segment_units(text: str, *, preserve_code: bool) -> list[Unit]:
 
 def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """A long sentence split after commas and semicolons into pieces of a few words or more."""
-    if len(text[start:end].split()) <= _CLAUSE_WORDS:
+    # spaces + 1 is the word count of ordinary prose, and cheap to get
+    if end - start < 2 * _CLAUSE_WORDS or text.count(" ", start, end) < _CLAUSE_WORDS:
         return [(start, end)]
     spans: list[tuple[int, int]] = []
     cursor = start
@@ -123,7 +125,7 @@ def prune_function_words(text: str) -> tuple[str, int]:
 
     Negations, numbers and content words always stay.
     """
-    pieces = _TOKEN.findall(text)
+    pieces = text.split()
     kept = [p for p in pieces if p.lower().strip(_STRIPPED) not in _FUNCTION_WORDS]
     return " ".join(kept), len(pieces) - len(kept)
 
@@ -168,20 +170,20 @@ def count_unit_tokens(
         previous = position
 
 
-def select_units(
-    units: Sequence[Unit],
-    budget: int,
-    query_terms: Sequence[str],
-    *,
-    costs: Sequence[int] | None = None,
-    core_share: float = CORE_SHARE,
-    unit_words: Sequence[list[str]] | None = None,
-) -> tuple[set[int], set[int]]:
-    """Non-fixed units to keep within ``budget`` tokens, as (core, rest).
+@dataclass
+class Scored:
+    """What selection needs from the units, independent of the budget."""
 
-    ``core`` units are the most relevant ones, at full cost, within ``core_share`` of the
-    budget; ``rest`` units were chosen by value per token at ``costs`` (default: full cost).
-    """
+    relevance: list[float]
+    word_sets: list[set[str]]
+
+
+def score_units(
+    units: Sequence[Unit],
+    query_terms: Sequence[str],
+    unit_words: Sequence[list[str]] | None = None,
+) -> Scored:
+    """Smoothed BM25 relevance and the set of content words of every unit."""
     if unit_words is None:
         unit_words = [words(unit.text) for unit in units]
     surface = [[w for w in ws if w not in STOPWORDS] for ws in unit_words]
@@ -193,9 +195,28 @@ def select_units(
     # a fixed unit is kept anyway; if it is the question, it must not lend its neighbours
     # the relevance of repeating the question's own words
     relevance = _smoothed([0.0 if u.fixed else x for u, x in zip(units, scores, strict=True)])
-    top_relevance = max(relevance, default=0.0) or 1.0
     # Coverage counts surface words: each distinct word kept may be a fact kept.
-    word_sets = [set(ws) for ws in surface]
+    return Scored(relevance, [set(ws) for ws in surface])
+
+
+def select_units(
+    units: Sequence[Unit],
+    budget: int,
+    query_terms: Sequence[str],
+    *,
+    costs: Sequence[int] | None = None,
+    core_share: float = CORE_SHARE,
+    scored: Scored | None = None,
+) -> tuple[set[int], list[int]]:
+    """Non-fixed units to keep within ``budget`` tokens, as (core, rest).
+
+    ``core`` units are the most relevant ones, at full cost, within ``core_share`` of the
+    budget; ``rest`` units were chosen by value per token at ``costs`` (default: full cost),
+    listed in the order chosen.
+    """
+    scored = scored if scored is not None else score_units(units, query_terms)
+    relevance, word_sets = scored.relevance, scored.word_sets
+    top_relevance = max(relevance, default=0.0) or 1.0
     # words of fixed units (the question, code) are in the output whatever is chosen
     covered: set[str] = set().union(
         *(ws for ws, u in zip(word_sets, units, strict=True) if u.fixed)
@@ -226,7 +247,7 @@ def select_units(
         if not unit.fixed and cost[i] and i not in core
     ]
     heapq.heapify(heap)
-    rest: set[int] = set()
+    rest: dict[int, None] = {}  # in the order chosen: the last ones are worth least
     while heap:
         _, index = heapq.heappop(heap)
         if spent + cost[index] > budget:
@@ -235,27 +256,22 @@ def select_units(
         if heap and current < -heap[0][0] - 1e-12:
             heapq.heappush(heap, (-current, index))  # stale: re-queue at its true value
             continue
-        rest.add(index)
+        rest[index] = None
         covered |= word_sets[index]
         spent += cost[index]
-    return core, rest
+    return core, list(rest)
 
 
 def _smoothed(scores: Sequence[float]) -> list[float]:
     """Each score plus the best decayed score within ``_WINDOW`` units (itself included)."""
-    n = len(scores)
-    out: list[float] = []
-    for i in range(n):
-        best = scores[i]
-        factor = 1.0
-        for d in range(1, _WINDOW + 1):
-            factor *= _DECAY
-            if i >= d and scores[i - d] * factor > best:
-                best = scores[i - d] * factor
-            if i + d < n and scores[i + d] * factor > best:
-                best = scores[i + d] * factor
-        out.append(scores[i] + best)
-    return out
+    raw = np.asarray(scores, dtype=np.float64)
+    best = raw.copy()
+    factor = 1.0
+    for d in range(1, min(_WINDOW, len(raw) - 1) + 1):
+        factor *= _DECAY
+        np.maximum(best[d:], raw[:-d] * factor, out=best[d:])
+        np.maximum(best[:-d], raw[d:] * factor, out=best[:-d])
+    return list((raw + best).tolist())
 
 
 def extract_text(
@@ -283,20 +299,27 @@ def extract_text(
             units[index].fixed = True
     fixed_tokens = sum(unit.tokens for unit in units if unit.fixed)
     budget = max(target_tokens - fixed_tokens, 0)
-    if not prune:
-        core, rest = select_units(units, budget, query_terms)
-        return _join(text, units, core | rest)
-    # a dropped function word is almost always one token of its own (words() splits a
-    # little finer than pruning does, so this slightly underestimates the cost)
     unit_words = [words(unit.text) for unit in units]
-    costs = []
-    for unit, ws in zip(units, unit_words, strict=True):
-        dropped = sum(1 for w in ws if w in _FUNCTION_WORDS)
-        costs.append(max(unit.tokens - dropped, 1) if dropped < len(ws) else 0)
-    core, rest = select_units(units, budget, query_terms, costs=costs, unit_words=unit_words)
-    for index in rest:
-        units[index].text = prune_function_words(units[index].text)[0]
-    return _join(text, units, core | rest)
+    costs = [unit.tokens for unit in units]
+    if prune:
+        # a dropped function word is almost always one token of its own
+        for index, ws in enumerate(unit_words):
+            dropped = sum(1 for w in ws if w in _FUNCTION_WORDS)
+            costs[index] = max(costs[index] - dropped, 1) if dropped < len(ws) else 0
+    scored = score_units(units, query_terms, unit_words)
+    core, rest = select_units(units, budget, query_terms, costs=costs, scored=scored)
+    if prune:
+        for index in rest:
+            units[index].text = prune_function_words(units[index].text)[0]
+    output = _join(text, units, core.union(rest))
+    # costs are estimates (separators, merged tokens): if over target, give back the units
+    # chosen last, which were worth least
+    excess = len(ids(output)) - target_tokens
+    if excess > target_tokens // 100:
+        while rest and excess > 0:
+            excess -= costs[rest.pop()]
+        output = _join(text, units, core.union(rest))
+    return output
 
 
 def _join(text: str, units: Sequence[Unit], chosen: Collection[int]) -> str:

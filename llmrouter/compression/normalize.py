@@ -29,12 +29,22 @@ _BREAKING_TAG = re.compile(
 )
 _ANY_TAG = re.compile(r"</?[a-zA-Z][^<>]*>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
-# Anything normalisation could change: runs of blanks, trailing blanks, blank-line runs,
-# carriage returns, zero-width characters, tags, JSON.
-_NEEDS_WORK = re.compile(
-    r"\S[ \t\u00a0]{2,}\S|[ \t\u00a0]+$|\n[ \t]*\n[ \t]*\n|\r|[\u200b\u200c\u200d\ufeff]|"
-    r"<[a-zA-Z/!]|^[ \t]*[\[{]|\A\s|\s\Z",
-    re.MULTILINE,
+# Substrings without which normalisation has nothing to do (a plain `in` test per marker
+# is far faster than any regex over a long prompt).
+_WORK_MARKERS = (
+    "  ",
+    "\t",
+    "\r",
+    "\u00a0",
+    " \n",
+    "\n\n\n",
+    "<",
+    "```",
+    "~~~",
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\ufeff",
 )
 # Pasted HTML has many structural tags; a prompt that mentions a tag or two does not.
 _MIN_HTML_TAGS = 5
@@ -51,14 +61,28 @@ def strip_html(text: str) -> str:
 def _normalize_prose(text: str) -> str:
     if "<" in text and len(_HTML_TAG.findall(text)) >= _MIN_HTML_TAGS:
         text = strip_html(text)
-    text = _INNER_SPACES.sub(" ", text)
-    return _BLANK_RUNS.sub("\n\n", _TRAILING.sub("", text)).strip("\n")
+    # each regex only where a plain substring test says it can match (much faster)
+    if "  " in text or "\t" in text or "\u00a0" in text:
+        text = _INNER_SPACES.sub(" ", text)
+    if " \n" in text or "\t\n" in text or "\u00a0\n" in text or text.endswith((" ", "\t")):
+        text = _TRAILING.sub("", text)
+    if "\n\n" in text or "\n " in text or "\n\t" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
+    return text.strip("\n")
+
+
+def _needs_work(text: str, preserve_code: bool) -> bool:
+    if not text or text[0].isspace() or text[-1].isspace():
+        return bool(text)
+    if not preserve_code and ("{" in text or "[" in text):
+        return True
+    return any(marker in text for marker in _WORK_MARKERS)
 
 
 def normalize_text(text: str, *, preserve_code: bool = True) -> str:
     """Whitespace collapsed, HTML stripped and (if allowed) JSON minified, outside code."""
-    if not _NEEDS_WORK.search(text):
-        return text  # the common case: nothing to collapse, strip or minify
+    if not _needs_work(text, preserve_code):
+        return text
     text = _ZERO_WIDTH.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     out: list[str] = []
     cursor = 0

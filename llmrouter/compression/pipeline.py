@@ -28,6 +28,7 @@ from llmrouter.compression.messages import (
     texts,
 )
 from llmrouter.compression.normalize import normalize_text
+from llmrouter.compression.question import question_ranges
 from llmrouter.compression.text import content_words
 from llmrouter.compression.trim import Condenser, strip_pins, trim_messages
 
@@ -43,9 +44,6 @@ _WHOLE_TEXT_REQUEST = re.compile(
     r"key (?:points|ideas|takeaways|findings))\b",
     re.IGNORECASE,
 )
-# In a long final user message, a trailing (or leading) paragraph this short is the question.
-_QUESTION_TOKENS = 300
-_LEADING_INSTRUCTION_TOKENS = 100
 
 
 @dataclass
@@ -167,11 +165,7 @@ def _latest_question(messages: Sequence[Message], counter: TokenCounter) -> str:
     text = "\n".join(texts(messages[index]))
     if counter.text(text) < MIN_EXTRACT_TOKENS:
         return text
-    paragraphs = [p for p in text.split("\n\n") if p.strip()]
-    parts = [paragraphs[-1]] if counter.text(paragraphs[-1]) <= _QUESTION_TOKENS else []
-    if len(paragraphs) > 1 and _is_instruction(paragraphs[0], counter.text(paragraphs[0])):
-        parts.insert(0, paragraphs[0])
-    return "\n".join(parts)
+    return "\n".join(text[start:end] for start, end in question_ranges(text, counter.text))
 
 
 def _extract(
@@ -209,7 +203,10 @@ def _extract(
             size = sizes.get((m_index, position))
             if size is None:
                 return text
-            keep = _question_keeper() if m_index == latest_user else None
+            # the question sits in the last text of the latest user message
+            last_text = position == len(texts(work[m_index])) - 1
+            asked = m_index == latest_user and last_text
+            keep = _question_keeper(text, counter) if asked else None
             return extract_text(
                 text,
                 int(size * keep_share),
@@ -225,28 +222,17 @@ def _extract(
     return changed
 
 
-def _is_instruction(paragraph: str, tokens: int) -> bool:
-    """A short opening paragraph that introduces what follows ("Read the report below:")."""
-    return tokens <= _LEADING_INSTRUCTION_TOKENS and paragraph.rstrip().endswith((":", "?"))
-
-
-def _question_keeper() -> Callable[[Sequence[Unit]], Collection[int]]:
-    """Fix the trailing question paragraph (and a short leading instruction) of a message."""
+def _question_keeper(
+    text: str, counter: TokenCounter
+) -> Callable[[Sequence[Unit]], Collection[int]]:
+    """Mark the units of the question (and its introduction) as fixed."""
+    ranges = question_ranges(text, counter.text)
 
     def keep(units: Sequence[Unit]) -> set[int]:
-        if not units:
-            return set()
-        fixed: set[int] = set()
-        last = units[-1].paragraph
-        tail = [i for i, unit in enumerate(units) if unit.paragraph == last]
-        if sum(units[i].tokens for i in tail) <= _QUESTION_TOKENS:
-            fixed.update(tail)
-        first = units[0].paragraph
-        if first != last:
-            head = [i for i, unit in enumerate(units) if unit.paragraph == first]
-            text = " ".join(units[i].text for i in head)
-            if _is_instruction(text, sum(units[i].tokens for i in head)):
-                fixed.update(head)
-        return fixed
+        return {
+            index
+            for index, unit in enumerate(units)
+            if any(start <= unit.start < end for start, end in ranges)
+        }
 
     return keep

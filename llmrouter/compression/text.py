@@ -127,6 +127,12 @@ def _classify(text: str) -> str:
 
 def split_blocks(text: str) -> list[Block]:
     """Blocks in order; fenced code is one block even when it contains blank lines."""
+    return list(_split_blocks(text))
+
+
+@lru_cache(maxsize=16)
+def _split_blocks(text: str) -> tuple[Block, ...]:
+    # memoised: normalisation, de-duplication and extraction segment the same text
     blocks: list[Block] = []
     cursor = 0
     for fence in _FENCE.finditer(text):
@@ -134,7 +140,7 @@ def split_blocks(text: str) -> list[Block]:
         blocks.append(Block(fence.start(), fence.end(), fence.group(0), "code"))
         cursor = fence.end()
     blocks.extend(_split_paragraphs(text, cursor, len(text)))
-    return blocks
+    return tuple(blocks)
 
 
 def _split_paragraphs(text: str, start: int, end: int) -> list[Block]:

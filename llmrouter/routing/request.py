@@ -87,10 +87,7 @@ def analyze_request(
                 if isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image")
             )
     prompt_tokens = (
-        len(ids)
-        + _FRAMING_PER_MESSAGE * len(messages)
-        + _FRAMING_REPLY
-        + images * _IMAGE_TOKENS
+        len(ids) + _FRAMING_PER_MESSAGE * len(messages) + _FRAMING_REPLY + images * _IMAGE_TOKENS
     )
     tools = params.get("tools") or params.get("functions")
     if tools:

@@ -178,4 +178,7 @@ def _nothing_serves(
             f"{largest.name!r} with {largest.resolved_context_window}: {short} tokens too many"
         )
     reasons = "; ".join(f"{c.name}: {c.excluded_reason}" for c in candidates)
-    return NoBackendAvailable(f"no backend can serve this request ({reasons})")
+    unhealthy = any((c.excluded_reason or "").startswith("circuit") for c in candidates)
+    return NoBackendAvailable(
+        f"no backend can serve this request ({reasons})", caller_limits=not unhealthy
+    )

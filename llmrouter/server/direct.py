@@ -355,7 +355,8 @@ def _knobs(body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
     knobs: dict[str, Any] = {}
     for header, option in KNOB_HEADERS.items():
         if option in body:
-            knobs[option] = body.pop(option)
+            # `user` is an OpenAI field: it stays in the body; the router's own knobs do not.
+            knobs[option] = body[option] if option == "user" else body.pop(option)
         elif header in headers:
             knobs[option] = header_knob(header, option, headers[header])
     knobs.pop("cache", None)  # direct calls are not cached
