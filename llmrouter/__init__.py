@@ -53,10 +53,25 @@ __all__ = [
     "__version__",
     "load_policy",
 ]
+__all__ += ["AsyncOpenAI", "CompressResult", "LearnedPredictor", "OpenAI", "SemanticCache"]
+__all__ += ["SemanticLookup", "compress"]
 
 
-# --- lazily loaded faces: the drop-in OpenAI clients (they import openai and httpx) ----------
-_LAZY = {"OpenAI": "llmrouter.client", "AsyncOpenAI": "llmrouter.client"}
+# --- loaded on first use: the drop-in OpenAI clients (they import openai and httpx), and
+# compression and the semantic cache (numpy) -----------------------------------------------
+_LAZY = {
+    "OpenAI": "llmrouter.client",
+    "AsyncOpenAI": "llmrouter.client",
+    "compress": "llmrouter.compression",
+    "CompressResult": "llmrouter.compression",
+    "SemanticCache": "llmrouter.cache.semantic",
+    "SemanticLookup": "llmrouter.cache.semantic",
+    "LearnedPredictor": "llmrouter.brain",
+}
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str) -> object:

@@ -351,6 +351,7 @@ class Router:
             budget_tokens=max(budget, 1),
             stages=config.stages,
             preserve_code=config.preserve_code,
+            condenser=self._condense if "condense" in config.stages else None,
         )
         if result.tokens_after >= result.tokens_before:
             return
@@ -358,6 +359,27 @@ class Router:
         call.tokens_before_compression = result.tokens_before
         saved = result.tokens_before - result.tokens_after
         call.compression_saved_usd = saved * backend.resolved_price.input_per_million / 1e6
+
+    def _condense(self, dropped: list[dict[str, Any]]) -> str:
+        """Summarise trimmed turns with the cheapest backend (a call of its own, recorded
+        with the tag ``condense``). It runs synchronously, also under ``acomplete``."""
+        cheapest = min(self.policy.backends, key=lambda b: b.resolved_price.input_per_million)
+        transcript = "\n".join(f"{m.get('role')}: {message_text(m)}" for m in dropped)
+        summary = self.complete(
+            [
+                {
+                    "role": "user",
+                    "content": "Summarise this earlier part of a conversation in a few "
+                    "sentences, keeping names, numbers and decisions:\n\n" + transcript,
+                }
+            ],
+            model=cheapest.name,
+            max_tokens=256,
+            compress=False,
+            tags=["condense"],
+        )
+        assert isinstance(summary, ChatCompletion)
+        return summary.choices[0].message.content or ""
 
     def _body(self, call: _Call, backend: BackendConfig, stream: bool) -> dict[str, Any]:
         messages = call.upstream_messages if call.upstream_messages is not None else call.messages

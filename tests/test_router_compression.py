@@ -108,3 +108,37 @@ def test_semantic_cache_hits_rephrasings_and_refuses_changed_numbers(
     assert ask("What is 37 times 13?").router.cache == "miss"
     assert ask("What is 37 times 12?").router.cache == "hit"
     assert len(upstream.requests) == 2
+
+
+def test_condense_summarises_trimmed_turns_with_the_cheapest_backend(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    router = Router(
+        make_policy(
+            two_tier(upstream.base_url),
+            cache={"enabled": False},
+            compression={
+                "enabled": True,
+                "stages": ["trim", "condense"],
+                "budget_tokens": 300,
+                "min_tokens": 100,
+            },
+        )
+    )
+    history: list[dict[str, str]] = []
+    for i in range(12):
+        history.append({"role": "user", "content": f"Tell me fact number {i} about the sea. " * 5})
+        history.append({"role": "assistant", "content": f"Fact {i}: the sea is deep. " * 5})
+    history.append({"role": "user", "content": "And one more?"})
+    result = router.complete(history)
+    assert isinstance(result, ChatCompletion)
+    summary_request, main_request = upstream.requests
+    assert summary_request["body"]["model"] == "gemma-3-270m"
+    assert "Summarise this earlier part" in summary_request["body"]["messages"][0]["content"]
+    sent = main_request["body"]["messages"]
+    assert len(sent) < len(history)
+    assert any(upstream.answer in (m.get("content") or "") for m in sent if m["role"] == "system")
+    assert sent[-1] == history[-1]
+    assert router.ledger is not None
+    rows = router.ledger.rows()
+    assert [r["tags"] for r in rows] == [["condense"], []]

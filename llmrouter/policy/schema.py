@@ -295,7 +295,7 @@ class SharedStateConfig(StrictModel):
 
 
 def _default_stages() -> list[CompressionStage]:
-    return ["normalize", "dedupe", "trim", "extract"]
+    return ["normalize", "dedupe", "trim", "extract", "prune"]
 
 
 class CompressionConfig(StrictModel):
