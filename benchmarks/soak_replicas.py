@@ -151,9 +151,10 @@ def phase_kill(workdir: Path, upstream: str, args: argparse.Namespace, sync: boo
     lost = answered - set(ids)
     failed = [r for r in load.results if r.status != 200]
     print(f"== kill -9 of one replica under load (ledger.sync={str(sync).lower()})")
+    kinds = sorted({f"{r.status} {r.error or ''}".strip() for r in failed})
     print(
         f"   killed after {killed_at:.0f} of {total} results; client-visible failures: "
-        f"{len(failed)} (a refused connection is retried on the other replica)"
+        f"{len(failed)} {kinds} (a failed connection is retried once on the other replica)"
     )
     print(
         f"   after the kill: {sum(1 for r in load.results[int(killed_at) :] if r.status == 200)}"
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--budget-usd", type=float, default=0.2)
     parser.add_argument("--kill-requests", type=int, default=4000)
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -187,7 +189,8 @@ def main() -> None:
         nginx = start_nginx(workdir / "nginx", port)
         upstream = f"http://127.0.0.1:{port}/v1"
         try:
-            phase_load(workdir, upstream, args)
+            if not args.skip_load:
+                phase_load(workdir, upstream, args)
             if not args.skip_kill:
                 phase_kill(workdir, upstream, args, sync=False)
                 phase_kill(workdir, upstream, args, sync=True)

@@ -269,7 +269,7 @@ class Router:
                 return self._areplay(call, cached)
             return self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)
         self._compress(call)
-        self._reserve(call)
+        await self._areserve(call)
         if stream:
             return self._astream(call)
         budget = CallBudget(self.policy.fallback.deadline_s)
@@ -817,6 +817,23 @@ class Router:
             self._record(call, info, error_kind=exc.code)
             raise
 
+    async def _areserve(self, call: _Call) -> None:
+        """:meth:`_reserve` for ``acomplete``: with Redis counters the round trip does not
+        block the event loop."""
+        if self.budgets is None:
+            return
+        options = call.options
+        plan = [self._backends[name] for name in self._plan(call)]
+        worst = worst_case_usd(call.facts.prompt_tokens, call.params, plan)
+        try:
+            call.hold = await self.budgets.areserve(
+                worst, api_key_id=options.api_key_id, user=options.user, tags=options.tags
+            )
+        except (BudgetExceeded, BudgetUnavailable) as exc:
+            info = self._partial_info(call, call.decision.backend, None, outcome="error")
+            self._record(call, info, error_kind=exc.code)
+            raise
+
     def _record(self, call: _Call, info: RouterInfo, error_kind: str | None) -> None:
         if call.hold is not None and self.budgets is not None:
             hold, call.hold = call.hold, None
@@ -890,9 +907,14 @@ class Router:
 
 
 def _default_predictor(policy: Policy) -> QualityPredictor:
-    from .routing import HeuristicPredictor
+    """The learned predictor (weights shipped in the package), or the explainable heuristic."""
+    if policy.routing.predictor == "heuristic":
+        from .routing import HeuristicPredictor
 
-    return HeuristicPredictor()
+        return HeuristicPredictor()
+    from .brain import LearnedPredictor
+
+    return LearnedPredictor(policy.routing.predictor_weights)
 
 
 def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> None:

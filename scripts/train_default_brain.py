@@ -25,13 +25,14 @@ def main() -> int:
         "--out", type=Path, default=REPO / "llmrouter" / "brain" / "weights" / "default"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)
     args = parser.parse_args()
     if not args.shared.is_dir():
         print(f"skipped: {args.shared} is absent", file=sys.stderr)
         return 0
     records = [r for records in load_shared(args.shared).values() for r in records]
     started = time.perf_counter()
-    weights = train(records, TrainConfig(seed=args.seed))
+    weights = train(records, TrainConfig(seed=args.seed, max_iter=args.max_iter))
     weights.meta["training"]["sources"] = (
         "routellm mmlu/gsm8k/mt_bench, routerbench, llmrouter, MATH"
     )

@@ -165,7 +165,7 @@ def test_real_local_model(local_llm: str, tmp_path: Path):
     with OpenAI(policy=policy) as client:
         raw = client.chat.completions.with_raw_response.create(
             model="auto",
-            messages=[{"role": "user", "content": unique("Hello there, how are you today?")}],
+            messages=[{"role": "user", "content": unique("Hi! How are you today?")}],
             temperature=0.8,
             seed=1,
             max_tokens=12,
@@ -176,7 +176,7 @@ def test_real_local_model(local_llm: str, tmp_path: Path):
         chunks = list(
             client.chat.completions.create(
                 model="large",
-                messages=[{"role": "user", "content": unique("Hello there, how are you today?")}],
+                messages=[{"role": "user", "content": unique("Hi! How are you today?")}],
                 temperature=0.8,
                 seed=1,
                 max_tokens=12,

@@ -16,7 +16,7 @@ from llmrouter.streaming import AsyncCompletionStream, CompletionStream
 from conftest import PolicyFactory, two_tier
 from test_routing import PROOF
 
-GREETING = [{"role": "user", "content": "Hello there, how are you today?"}]
+GREETING = [{"role": "user", "content": "Hi! How are you today?"}]
 SAMPLING = {"temperature": 0.8, "seed": 1, "max_tokens": 16}
 
 
@@ -141,7 +141,7 @@ def test_cli_complete_streams_and_summarises(policy_path: Path) -> None:
             "-m",
             "llmrouter",
             "complete",
-            "Hello there, how are you today?",
+            "Hi! How are you today?",
             "--policy",
             str(policy_path),
             "--max-tokens",

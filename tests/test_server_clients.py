@@ -15,7 +15,7 @@ from server_conftest_helpers import Sidecar, unique, wait_for, write_policy
 
 from conftest import two_tier
 
-GREETING = "Hello there, how are you today?"
+GREETING = "Hi! How are you today?"
 # The base model answers this reliably with tokens (see the local model notes).
 SAMPLING: dict[str, Any] = {"temperature": 0.8, "seed": 1, "max_tokens": 12}
 

@@ -47,7 +47,7 @@ class TrainConfig:
     l2_category: float = 3e-3
     level_weight: float = 0.5
     min_category_df: int = 5
-    max_iter: int = 300
+    max_iter: int = 600
     rating_anchors: tuple[tuple[str, float], ...] = (
         ("gpt-4-1106-preview", 0.9),
         ("mistral-7b-chat", 0.35),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +50,10 @@ class Counters(Protocol):
         self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
     ) -> ReserveResult: ...
 
+    async def areserve(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> ReserveResult: ...
+
     def adjust(self, keys: Sequence[str], delta: int) -> None: ...
 
     def values(self, keys: Sequence[str]) -> list[int]: ...
@@ -74,6 +79,11 @@ class LocalCounters:
             for key in keys:
                 self._values[key] = self._values.get(key, 0) + amount
             return ReserveResult(None, tuple(v + amount for v in current))
+
+    async def areserve(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> ReserveResult:
+        return self.reserve(keys, amount, limits, ttls)  # a lock held for microseconds
 
     def adjust(self, keys: Sequence[str], delta: int) -> None:
         if delta == 0:
@@ -127,9 +137,12 @@ class RedisCounters:
     worst case), so applying it a moment later never lets a hard limit be crossed.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, url: str | None = None) -> None:
         self._client = client
         self._script = client.register_script(_RESERVE)
+        self._url = url  # for the asyncio client of each event loop (areserve)
+        # One asyncio client per event loop; weak keys, so a finished loop's client goes too.
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
         self._pending: queue.Queue[tuple[tuple[str, ...], int] | None] = queue.Queue()
         self._thread = threading.Thread(
             target=self._settle_loop, name="llmrouter-budget-settle", daemon=True
@@ -143,6 +156,35 @@ class RedisCounters:
         try:
             out = [int(v) for v in self._script(keys=list(keys), args=args)]
         except Exception as exc:  # redis.RedisError, without importing redis here
+            log.error("budgets: Redis unreachable, refusing the call: %s", exc)
+            raise BudgetUnavailable(
+                "budget counters are unavailable (Redis unreachable); the call was not made"
+            ) from None
+        refused = out[0] - 1 if out[0] else None
+        return ReserveResult(refused, tuple(out[1:]))
+
+    async def areserve(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> ReserveResult:
+        """The same atomic script over redis.asyncio: the event loop keeps serving other
+        requests during the round trip (one client per event loop, made on first use)."""
+        if self._url is None:
+            return self.reserve(keys, amount, limits, ttls)
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        made = self._async.get(loop)
+        if made is None:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=5, socket_connect_timeout=5
+            )
+            made = self._async[loop] = (client, client.register_script(_RESERVE))
+        args = [amount, *(-1 if limit is None else limit for limit in limits), *ttls]
+        try:
+            out = [int(v) for v in await made[1](keys=list(keys), args=args)]
+        except Exception as exc:
             log.error("budgets: Redis unreachable, refusing the call: %s", exc)
             raise BudgetUnavailable(
                 "budget counters are unavailable (Redis unreachable); the call was not made"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BudgetExceeded
 from ..policy.schema import BackendConfig, BudgetConfig
-from .counters import NANOS, Counters
+from .counters import NANOS, Counters, ReserveResult
 
 __all__ = ["Budgets", "Hold", "worst_case_usd"]
 
@@ -84,11 +84,23 @@ class Budgets:
         self.prefix = prefix
         self._clock = clock
         self._warned: dict[str, float] = {}
+        self._buckets: dict[str, tuple[int, str]] = {}  # period -> (second, bucket): no
+        # date formatting per call
         self._warned_lock = threading.Lock()
 
     # --- which counters ---------------------------------------------------------------------------
 
     def _bucket(self, period: str, now: float) -> str:
+        second = int(now)
+        cached = self._buckets.get(period)
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        bucket = self._format_bucket(period, second)
+        self._buckets[period] = (second, bucket)
+        return bucket
+
+    @staticmethod
+    def _format_bucket(period: str, now: float) -> str:
         moment = datetime.fromtimestamp(now, tz=timezone.utc)
         if period == "day":
             return moment.strftime("%Y-%m-%d")
@@ -133,15 +145,37 @@ class Budgets:
     ) -> Hold | None:
         """Reserve ``worst_case`` dollars on every applicable budget, or raise
         :class:`BudgetExceeded` (a hard one would be crossed; nothing is reserved)."""
-        now = self._clock()
-        found = self.applicable(api_key_id, user, tags, now)
+        found = self.applicable(api_key_id, user, tags, self._clock())
         if not found:
             return None
         amount = _nanos(worst_case)
+        result = self.counters.reserve(*_request(found, amount))
+        return self._conclude(found, amount, worst_case, result)
+
+    async def areserve(
+        self,
+        worst_case: float,
+        *,
+        api_key_id: str | None = None,
+        user: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> Hold | None:
+        """:meth:`reserve` without blocking the event loop on a Redis round trip."""
+        found = self.applicable(api_key_id, user, tags, self._clock())
+        if not found:
+            return None
+        amount = _nanos(worst_case)
+        result = await self.counters.areserve(*_request(found, amount))
+        return self._conclude(found, amount, worst_case, result)
+
+    def _conclude(
+        self,
+        found: list[tuple[BudgetConfig, str, str]],
+        amount: int,
+        worst_case: float,
+        result: ReserveResult,
+    ) -> Hold:
         keys = [key for _, _, key in found]
-        limits = [_nanos(c.limit_usd) if c.mode == "hard" else None for c, _, _ in found]
-        ttls = [_TTL_S[c.period] for c, _, _ in found]
-        result = self.counters.reserve(keys, amount, limits, ttls)
         if result.refused is not None:
             config, value, _ = found[result.refused]
             used = result.values[result.refused] / NANOS
@@ -183,6 +217,15 @@ class Budgets:
 
     def close(self) -> None:
         self.counters.close()
+
+
+def _request(
+    found: list[tuple[BudgetConfig, str, str]], amount: int
+) -> tuple[list[str], int, list[int | None], list[int]]:
+    keys = [key for _, _, key in found]
+    limits = [_nanos(c.limit_usd) if c.mode == "hard" else None for c, _, _ in found]
+    ttls = [_TTL_S[c.period] for c, _, _ in found]
+    return keys, amount, limits, ttls
 
 
 def _describe(config: BudgetConfig, value: str) -> str:

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="JSONL files")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-iter", type=int, default=300, help="optimiser iterations")
+    parser.add_argument("--max-iter", type=int, default=600, help="optimiser iterations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=run)
 

@@ -13,7 +13,6 @@ an advisory lock. psycopg is imported here only, when a policy names a
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .batching import RowBuffer
 from .record import COLUMNS, CallRecord
 
 __all__ = ["PostgresLedger"]
@@ -68,8 +68,6 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 _MIGRATION_LOCK = 0x6C6C6D72  # "llmr": one migrating replica at a time
-_STOP = object()
-_BATCH = 500
 
 
 def _quoted(column: str) -> str:
@@ -86,7 +84,7 @@ class PostgresLedger:
         self.sync = sync
         self.retry_s = retry_s
         self._migrate()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._buffer = RowBuffer()
         self._insert = (
             f"INSERT INTO calls ({', '.join(_quoted(c) for c in COLUMNS)}) "
             f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
@@ -147,18 +145,18 @@ class PostgresLedger:
             self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s)
             return
         self._ensure_writer()
-        self._queue.put(values)
+        self._buffer.put(values)
 
     def flush(self) -> None:
         """Block until every queued row is committed."""
         if self._writer is not None:
-            self._queue.join()
+            self._buffer.flush()
 
     def close(self) -> None:
         if self._closed:
             return
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._buffer.stop()
             self._writer.join()
             self._writer = None
         self._closed = True
@@ -168,9 +166,11 @@ class PostgresLedger:
             connection.close()
 
     def _values(self, record: CallRecord) -> tuple[Any, ...]:
-        row = record.as_row()
-        row["tags"] = Jsonb(row["tags"])
-        return tuple(row[column] for column in COLUMNS)
+        # getattr, not dataclasses.asdict: no deep copy on the request path.
+        return tuple(
+            Jsonb(list(record.tags)) if column == "tags" else getattr(record, column)
+            for column in COLUMNS
+        )
 
     def _ensure_writer(self) -> None:
         if self._writer is not None:
@@ -207,23 +207,15 @@ class PostgresLedger:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [b for b in batch if b is not _STOP]
+            rows, markers = self._buffer.take()
             try:
                 if rows:
                     self._insert_with_retry(rows, deadline=time.monotonic() + self.retry_s)
             except psycopg.Error:
                 log.exception("ledger: a batch of %d rows could not be written", len(rows))
             finally:
-                for _ in batch:
-                    self._queue.task_done()
-            if len(rows) != len(batch):
+                stop = self._buffer.settle(markers)
+            if stop:
                 return
 
     # --- reading ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The embedded spend ledger: SQLite in WAL mode, written off the request path.
 
-Rows go into a queue; one writer thread inserts them in batches. ``flush()``
+Rows go into a buffer; one writer thread inserts them in batches. ``flush()``
 waits until everything queued is on disk, and ``close()`` flushes, so a clean
 shutdown never loses a row. ``sync=True`` commits before ``record`` returns.
 """
@@ -8,7 +8,7 @@ shutdown never loses a row. ``sync=True`` commits before ``record`` returns.
 from __future__ import annotations
 
 import json
-import queue
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .batching import RowBuffer
 from .record import COLUMNS, CallRecord
 
 __all__ = ["SQLiteLedger"]
+
+log = logging.getLogger("llmrouter.ledger")
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -57,7 +60,6 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_STOP = object()
 _TAGS, _STREAM = COLUMNS.index("tags"), COLUMNS.index("stream")
 
 
@@ -70,7 +72,7 @@ class SQLiteLedger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync = sync
         self._migrate()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._buffer = RowBuffer()
         self._insert = (
             f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -113,19 +115,19 @@ class SQLiteLedger:
             connection.close()
             return
         self._ensure_writer()
-        self._queue.put(values)
+        self._buffer.put(values)
 
     def flush(self) -> None:
         """Block until every queued row is committed."""
         if self._writer is not None:
-            self._queue.join()
+            self._buffer.flush()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._buffer.stop()
             self._writer.join()
             self._writer = None
 
@@ -150,22 +152,16 @@ class SQLiteLedger:
         connection = self._connect()
         try:
             while True:
-                item = self._queue.get()
-                batch = [item]
-                while len(batch) < 500:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                rows = [b for b in batch if b is not _STOP]
+                rows, markers = self._buffer.take()
                 try:
                     if rows:
                         with connection:
                             connection.executemany(self._insert, rows)
+                except sqlite3.Error:  # keep writing later rows; flush() must not hang
+                    log.exception("ledger: a batch of %d rows could not be written", len(rows))
                 finally:
-                    for _ in batch:
-                        self._queue.task_done()
-                if len(rows) != len(batch):
+                    stop = self._buffer.settle(markers)
+                if stop:
                     return
         finally:
             connection.close()

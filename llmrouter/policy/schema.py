@@ -191,6 +191,7 @@ class RoutingConfig(StrictModel):
     reference: str | None = None
     expected_output_tokens: int = Field(default=256, gt=0)
     predictor: Literal["learned", "heuristic"] = "learned"
+    predictor_weights: str | None = None  # a `llmrouter train --out` directory; default: shipped
     sticky_conversations: bool = True
 
 

@@ -80,7 +80,7 @@ def open_budgets(policy: Policy, shared: SharedState | None) -> Budgets | None:
 
     counters: LocalCounters | RedisCounters
     if shared is not None:
-        counters = RedisCounters(shared.client)
+        counters = RedisCounters(shared.client, policy.shared_state.redis_url)
         prefix = shared.prefix
     else:
         counters = LocalCounters()
