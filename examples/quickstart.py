@@ -22,8 +22,9 @@ POLICY = HERE.parent / "policies" / "two-tier-local.yaml"
 
 PROMPTS = [
     "Hi! How are you today?",
+    "Good morning!",
+    "Tell me a joke.",
     "What is the capital of France?",
-    "Write a haiku about autumn leaves.",
     (
         "Prove that there are infinitely many primes congruent to 3 mod 4. Give a rigorous "
         "multi-step proof, justify each step, then explain why the argument fails for 1 mod 4."
