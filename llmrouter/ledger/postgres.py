@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .batching import RowBuffer
+from .batching import BatchedLedger
 from .record import COLUMNS, CallRecord
 
 __all__ = ["PostgresLedger"]
@@ -74,27 +74,24 @@ def _quoted(column: str) -> str:
     return f'"{column}"'
 
 
-class PostgresLedger:
+class PostgresLedger(BatchedLedger):
     """One row per call in PostgreSQL; safe for many writers (processes and threads)."""
 
     dialect = "postgres"
+    write_errors = (psycopg.Error,)
 
     def __init__(self, url: str, *, sync: bool = False, retry_s: float = 30.0) -> None:
+        super().__init__(sync=sync)
         self.url = _normalise(url)
-        self.sync = sync
         self.retry_s = retry_s
         self._migrate()
-        self._buffer = RowBuffer()
         self._insert = (
             f"INSERT INTO calls ({', '.join(_quoted(c) for c in COLUMNS)}) "
             f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
             "ON CONFLICT (request_id) DO NOTHING"
         )
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
         self._idle: list[psycopg.Connection[Any]] = []  # for sync commits and reads
         self._idle_lock = threading.Lock()
-        self._closed = False
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -137,29 +134,14 @@ class PostgresLedger:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def record(self, record: CallRecord) -> None:
-        if self._closed:
-            raise RuntimeError("the ledger is closed")
-        values = self._values(record)
-        if self.sync:
-            self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s)
-            return
-        self._ensure_writer()
-        self._buffer.put(values)
+    def _write_now(self, values: tuple[Any, ...]) -> None:
+        self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s)
 
-    def flush(self) -> None:
-        """Block until every queued row is committed."""
-        if self._writer is not None:
-            self._buffer.flush()
+    @contextmanager
+    def _batch_writer(self) -> Iterator[Callable[[list[tuple[Any, ...]]], None]]:
+        yield lambda rows: self._insert_with_retry(rows, deadline=time.monotonic() + self.retry_s)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        if self._writer is not None:
-            self._buffer.stop()
-            self._writer.join()
-            self._writer = None
-        self._closed = True
+    def _release(self) -> None:
         with self._idle_lock:
             idle, self._idle = self._idle, []
         for connection in idle:
@@ -171,16 +153,6 @@ class PostgresLedger:
             Jsonb(list(record.tags)) if column == "tags" else getattr(record, column)
             for column in COLUMNS
         )
-
-    def _ensure_writer(self) -> None:
-        if self._writer is not None:
-            return
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="llmrouter-ledger-pg", daemon=True
-                )
-                self._writer.start()
 
     def _insert_with_retry(self, rows: list[tuple[Any, ...]], deadline: float) -> None:
         """Insert a batch in one transaction; on a lost connection, reconnect and retry it
@@ -204,19 +176,6 @@ class PostgresLedger:
                 log.warning("ledger: PostgreSQL write failed (%s); retrying", exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-    def _write_loop(self) -> None:
-        while True:
-            rows, markers = self._buffer.take()
-            try:
-                if rows:
-                    self._insert_with_retry(rows, deadline=time.monotonic() + self.retry_s)
-            except psycopg.Error:
-                log.exception("ledger: a batch of %d rows could not be written", len(rows))
-            finally:
-                stop = self._buffer.settle(markers)
-            if stop:
-                return
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -8,20 +8,17 @@ shutdown never loses a row. ``sync=True`` commits before ``record`` returns.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .batching import RowBuffer
+from .batching import BatchedLedger
 from .record import COLUMNS, CallRecord
 
 __all__ = ["SQLiteLedger"]
 
-log = logging.getLogger("llmrouter.ledger")
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -63,23 +60,20 @@ _MIGRATIONS: tuple[str, ...] = (
 _TAGS, _STREAM = COLUMNS.index("tags"), COLUMNS.index("stream")
 
 
-class SQLiteLedger:
+class SQLiteLedger(BatchedLedger):
     dialect = "sqlite"
+    write_errors = (sqlite3.Error,)
 
     def __init__(self, path: str | Path, *, sync: bool = False) -> None:
+        super().__init__(sync=sync)
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.sync = sync
         self._migrate()
-        self._buffer = RowBuffer()
         self._insert = (
             f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in COLUMNS)})"
         )
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
-        self._closed = False
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -105,32 +99,6 @@ class SQLiteLedger:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def record(self, record: CallRecord) -> None:
-        if self._closed:
-            raise RuntimeError("the ledger is closed")
-        values = self._values(record)
-        if self.sync:
-            with self._connect() as connection:
-                connection.execute(self._insert, values)
-            connection.close()
-            return
-        self._ensure_writer()
-        self._buffer.put(values)
-
-    def flush(self) -> None:
-        """Block until every queued row is committed."""
-        if self._writer is not None:
-            self._buffer.flush()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._writer is not None:
-            self._buffer.stop()
-            self._writer.join()
-            self._writer = None
-
     def _values(self, record: CallRecord) -> tuple[Any, ...]:
         # getattr, not dataclasses.asdict: asdict deep-copies every field (~50 µs a row).
         row = [getattr(record, column) for column in COLUMNS]
@@ -138,31 +106,21 @@ class SQLiteLedger:
         row[_STREAM] = int(record.stream)
         return tuple(row)
 
-    def _ensure_writer(self) -> None:
-        if self._writer is not None:
-            return
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="llmrouter-ledger", daemon=True
-                )
-                self._writer.start()
+    def _write_now(self, values: tuple[Any, ...]) -> None:
+        with self._connect() as connection:
+            connection.execute(self._insert, values)
+        connection.close()
 
-    def _write_loop(self) -> None:
+    @contextmanager
+    def _batch_writer(self) -> Iterator[Callable[[list[tuple[Any, ...]]], None]]:
         connection = self._connect()
+
+        def write(rows: list[tuple[Any, ...]]) -> None:
+            with connection:
+                connection.executemany(self._insert, rows)
+
         try:
-            while True:
-                rows, markers = self._buffer.take()
-                try:
-                    if rows:
-                        with connection:
-                            connection.executemany(self._insert, rows)
-                except sqlite3.Error:  # keep writing later rows; flush() must not hang
-                    log.exception("ledger: a batch of %d rows could not be written", len(rows))
-                finally:
-                    stop = self._buffer.settle(markers)
-                if stop:
-                    return
+            yield write
         finally:
             connection.close()
 
