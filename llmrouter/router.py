@@ -142,26 +142,29 @@ class Router:
         }
         self._reference = self.policy.reference_backend
         self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
-        self.latency = LatencyTracker()
         self.conversations = ConversationMemory(max_entries=10_000)
         self._compressor = _compressor(self.policy)
-        breaker = self.policy.fallback.circuit_breaker
-        self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
-        cache = self.policy.cache
-        self.cache = (
-            ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
-        )
+        # Replicas share the exact cache, breakers and latency through Redis when the policy
+        # names one; otherwise they live in this process (the cache on local disk).
+        self.shared = open_shared_state(self.policy)
+        self.health: CircuitBreaker
+        self.latency: LatencyTracker
+        self.cache: ExactCache | None
+        if self.shared is not None:
+            self.health, self.latency = self.shared.health, self.shared.latency
+            self.cache = self.shared.cache
+        else:
+            breaker = self.policy.fallback.circuit_breaker
+            self.health = CircuitBreaker(breaker.failure_threshold, breaker.reset_after_s)
+            self.latency = LatencyTracker()
+            cache = self.policy.cache
+            self.cache = (
+                ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
+            )
         self.semantic = _semantic_cache(self.policy, self._clients)
         self.ledger: SQLiteLedger | None = (
             open_ledger(self.policy.ledger) if self.policy.ledger.enabled else None
         )
-        # Replicas share cache, breakers and latency through Redis when the policy says so.
-        self.shared = open_shared_state(self.policy)
-        if self.shared is not None:
-            self.health, self.latency = self.shared.health, self.shared.latency
-            if self.cache is not None:
-                self.cache.close()
-                self.cache = self.shared.cache
         self.budgets = open_budgets(self.policy, self.shared)
         # Load the tokenizer now, so the first request does not pay for it.
         analyze_request([{"role": "user", "content": "warm up"}], {})
