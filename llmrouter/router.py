@@ -872,7 +872,7 @@ class Router:
                 stream=call.stream,
                 tokens_before_compression=info.tokens_before_compression,
                 compression_saved_usd=info.compression_saved_usd,
-                prompt=_prompt_text(call) if self.policy.ledger.store_prompts else None,
+                prompt=call.facts.text if self.policy.ledger.store_prompts else None,
             )
         )
 
@@ -989,7 +989,3 @@ def _cacheable(response: dict[str, Any], spend: Spend) -> dict[str, Any]:
         "total_tokens": spend.prompt_tokens + spend.completion_tokens,
     }
     return stored
-
-
-def _prompt_text(call: _Call) -> str:
-    return call.facts.text

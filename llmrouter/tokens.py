@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     import tiktoken
 
 __all__ = [
+    "IMAGE_TOKENS",
+    "TOKENS_PER_MESSAGE",
+    "TOKENS_PER_REPLY",
     "count_message_tokens",
     "count_text_tokens",
     "encode",
@@ -28,9 +31,10 @@ __all__ = [
     "tiktoken_cache_dir",
 ]
 
-# Per-message framing overhead used by OpenAI chat models (role, separators).
-_TOKENS_PER_MESSAGE = 3
-_TOKENS_PER_REPLY = 3
+# Framing OpenAI chat models add: per message (separators, plus 1 for the role) and once
+# to prime the reply. Shared with the router's own counting in routing/request.py.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
 _DEFAULT_ENCODING = "o200k_base"
 _lock = threading.Lock()
 
@@ -104,7 +108,7 @@ def message_text(message: Mapping[str, Any]) -> str:
 
 
 # Tokens an image part costs at "low" detail on OpenAI models; a fair floor elsewhere.
-_IMAGE_TOKENS = 85
+IMAGE_TOKENS = 85
 
 
 def count_message_tokens(
@@ -114,9 +118,9 @@ def count_message_tokens(
 ) -> int:
     """Prompt tokens of a chat request, counted the way OpenAI frames messages."""
     encoding = encoding_for_model(model)
-    total = _TOKENS_PER_REPLY
+    total = TOKENS_PER_REPLY
     for message in messages:
-        total += _TOKENS_PER_MESSAGE
+        total += TOKENS_PER_MESSAGE
         text = message_text(message)
         if text:
             total += len(encoding.encode_ordinary(text))
@@ -128,7 +132,7 @@ def count_message_tokens(
             total += 1 + len(encoding.encode_ordinary(name))
         content = message.get("content")
         if isinstance(content, list):
-            total += _IMAGE_TOKENS * sum(
+            total += IMAGE_TOKENS * sum(
                 1
                 for part in content
                 if isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image")

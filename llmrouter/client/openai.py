@@ -35,6 +35,19 @@ def _check_foreign(http_client: Any) -> None:
         )
 
 
+def _resolve(
+    policy: Policy | str | Path | None,
+    router: Router | None,
+    http_client: Any,
+) -> tuple[Router, bool]:
+    """The Router to use (given, carried by ``http_client``, or made from ``policy``) and
+    whether this client owns it (and so closes it)."""
+    _check_foreign(http_client)
+    carried = _router_of(http_client)
+    owned = router is None and carried is None
+    return router or carried or Router(policy), owned
+
+
 class OpenAI(openai.OpenAI):
     """``openai.OpenAI`` whose requests are routed in-process by ``router`` (or ``policy``)."""
 
@@ -51,9 +64,7 @@ class OpenAI(openai.OpenAI):
         http_client: Any = None,
         **kwargs: Any,
     ) -> None:
-        _check_foreign(http_client)
-        owned = router is None and _router_of(http_client) is None
-        router = router or _router_of(http_client) or Router(policy)
+        router, owned = _resolve(policy, router, http_client)
         if http_client is None:
             http_client = http_module().Client(transport=RouterTransport(router))
         # Retries and fallbacks are the Router's job, within its deadline.
@@ -89,9 +100,7 @@ class AsyncOpenAI(openai.AsyncOpenAI):
         http_client: Any = None,
         **kwargs: Any,
     ) -> None:
-        _check_foreign(http_client)
-        owned = router is None and _router_of(http_client) is None
-        router = router or _router_of(http_client) or Router(policy)
+        router, owned = _resolve(policy, router, http_client)
         if http_client is None:
             http_client = http_module().AsyncClient(transport=AsyncRouterTransport(router))
         super().__init__(

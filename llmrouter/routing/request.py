@@ -8,15 +8,11 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..policy.schema import Capability
-from ..tokens import encode, message_text
+from ..tokens import IMAGE_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, encode, message_text
 
 __all__ = ["RequestFacts", "analyze_request", "validate_messages"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-# OpenAI frames each message with a few tokens (role, separators) and primes the reply.
-_FRAMING_PER_MESSAGE = 4
-_FRAMING_REPLY = 3
-_IMAGE_TOKENS = 85
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +83,10 @@ def analyze_request(
                 if isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image")
             )
     prompt_tokens = (
-        len(ids) + _FRAMING_PER_MESSAGE * len(messages) + _FRAMING_REPLY + images * _IMAGE_TOKENS
+        len(ids)
+        + (TOKENS_PER_MESSAGE + 1) * len(messages)  # + 1: the role
+        + TOKENS_PER_REPLY
+        + images * IMAGE_TOKENS
     )
     tools = params.get("tools") or params.get("functions")
     if tools:
