@@ -602,6 +602,7 @@ class Router:
         chunks = (ChatCompletionChunk.model_validate(c) for c in replay_chunks(cached))
         stream = CompletionStream(chunks)
         _label(stream, call)
+        stream.cache = "hit"
         stream._router = completion.router
         return stream
 
@@ -614,6 +615,7 @@ class Router:
 
         stream = AsyncCompletionStream(chunks())
         _label(stream, call)
+        stream.cache = "hit"
         stream._router = completion.router
         return stream
 
@@ -925,6 +927,8 @@ def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> Non
     stream.request_id = call.request_id
     stream.backend = call.decision.backend
     stream.complexity = call.decision.complexity
+    stream.cache = "miss" if call.key is not None else "off"
+    stream.budget_warning = call.hold.warning if call.hold is not None else None
 
 
 def _semantic_cache(policy: Policy, clients: Mapping[str, BackendClient]) -> SemanticCache | None:

@@ -141,6 +141,8 @@ class CompletionStream:
         self.request_id: str | None = None
         self.backend: str | None = None
         self.complexity: float | None = None
+        self.cache: str | None = None  # "hit", "miss" or "off"
+        self.budget_warning: str | None = None  # a soft budget over its limit at reservation
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
@@ -173,6 +175,8 @@ class AsyncCompletionStream:
         self.request_id: str | None = None
         self.backend: str | None = None
         self.complexity: float | None = None
+        self.cache: str | None = None  # "hit", "miss" or "off"
+        self.budget_warning: str | None = None  # a soft budget over its limit at reservation
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self

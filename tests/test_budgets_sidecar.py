@@ -82,6 +82,23 @@ def test_soft_budget_warns_in_a_header(sidecar: tuple[ThreadedServer, ServerApp]
     assert "x-llmrouter-budget-warning" not in post(server, KEY_A).headers
 
 
+def test_soft_budget_warns_a_stream_in_its_headers(
+    sidecar: tuple[ThreadedServer, ServerApp],
+) -> None:
+    server, _ = sidecar
+    payload = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        json={**payload, "stream": True},
+        headers={"Authorization": f"Bearer {KEY_B}"},
+        timeout=30,
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["x-llmrouter-budget-warning"].startswith("b-soft: $")
+        assert [line for line in answer.iter_lines() if line][-1] == "data: [DONE]"
+
+
 def test_dashboard_is_mounted_behind_the_keys(sidecar: tuple[ThreadedServer, ServerApp]) -> None:
     server, _ = sidecar
     post(server, KEY_A)

@@ -207,6 +207,7 @@ def test_stream_headers_and_sse_framing(sidecar: Sidecar, scripted: Upstream):
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-llmrouter-backend"] == "small"
         assert response.headers["x-llmrouter-request-id"].startswith("req_")
+        assert response.headers["x-llmrouter-cache"] in ("miss", "off")
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
     assert lines[-2].startswith(": llmrouter ")
@@ -222,6 +223,7 @@ def test_stream_served_from_cache(client: openai.OpenAI, scripted: Upstream):
         model="small", messages=messages, stream=True, stream_options={"include_usage": True}
     )
     assert raw.headers["x-llmrouter-backend"] == "small"
+    assert raw.headers["x-llmrouter-cache"] == "hit"
     chunks = list(raw.parse())
     assert len(scripted.requests) == seen  # no upstream call
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (

@@ -79,15 +79,16 @@ def _json_reply(completion: ChatCompletion) -> Reply:
 
 def _stream_headers(stream: AsyncCompletionStream | CompletionStream) -> list[tuple[str, str]]:
     headers = list(_SSE_HEADERS)
-    backend = getattr(stream, "backend", None)
-    if backend:
-        headers.append(("x-llmrouter-backend", backend))
-    complexity = getattr(stream, "complexity", None)
-    if complexity is not None:
-        headers.append(("x-llmrouter-complexity", f"{complexity:.4f}"))
-    request_id = getattr(stream, "request_id", None)
-    if request_id:
-        headers.append(("x-llmrouter-request-id", request_id))
+    if stream.backend:
+        headers.append(("x-llmrouter-backend", stream.backend))
+    if stream.complexity is not None:
+        headers.append(("x-llmrouter-complexity", f"{stream.complexity:.4f}"))
+    if stream.cache:
+        headers.append(("x-llmrouter-cache", stream.cache))
+    if stream.request_id:
+        headers.append(("x-llmrouter-request-id", stream.request_id))
+    if stream.budget_warning:  # a soft budget is over its limit
+        headers.append(("x-llmrouter-budget-warning", stream.budget_warning))
     return headers
 
 
