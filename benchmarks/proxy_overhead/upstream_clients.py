@@ -134,6 +134,14 @@ async def main(url: str, n: int) -> None:
         response = await default.post(endpoint, json=BODY, timeout=60)
         return orjson.loads(response.content)
 
+    shards = [httpx.AsyncClient(limits=httpx.Limits(max_connections=256)) for _ in range(8)]
+    turn = [0]
+
+    async def httpx_sharded() -> Any:
+        turn[0] = (turn[0] + 1) % len(shards)
+        response = await shards[turn[0]].post(endpoint, json=BODY, timeout=60)
+        return orjson.loads(response.content)
+
     lean_client = httpx.AsyncClient(transport=LeanTransport())
 
     async def httpx_lean() -> Any:
@@ -164,6 +172,7 @@ async def main(url: str, n: int) -> None:
         return orjson.loads(body)
 
     await measure("httpx.AsyncClient, default transport", httpx_default, n)
+    await measure("8 httpx.AsyncClients, default transport, turns", httpx_sharded, n)
     await measure("httpx.AsyncClient, lean transport", httpx_lean, n)
     await measure("httpx.Request → lean transport (no client)", transport_only, n)
     await measure("lean client, no httpx", bare, n)

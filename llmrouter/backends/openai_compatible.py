@@ -1,22 +1,46 @@
-"""OpenAI-compatible endpoints (OpenAI, Ollama, vLLM, llama.cpp) over pooled httpx clients."""
+"""OpenAI-compatible endpoints (OpenAI, Ollama, vLLM, llama.cpp) over pooled httpx clients.
+
+The async side (the sidecar's hot path) hands each ``httpx.Request`` straight to a pooled
+transport: the client layer's URL merging, cookie jar, auth and redirect handling cost
+about a quarter of the sidecar's CPU per request and do nothing for these calls.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 
+from .. import __version__
 from ..errors import StreamInterrupted, UpstreamError
 from ..policy.schema import BackendConfig
 from .base import error_for_status, parse_retry_after
+from .http11 import upstream_transport
 from .sse import DONE, parse_data_line
 
 __all__ = ["OpenAICompatibleClient"]
 
+
+def _json_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _serializer() -> Callable[[Any], bytes]:
+    """orjson (the server extra) when installed: the same JSON, several times faster."""
+    if importlib.util.find_spec("orjson") is None:
+        return _json_dumps
+    import orjson
+
+    return orjson.dumps
+
+
+_dumps = _serializer()
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
+_USER_AGENT = f"llmrouter/{__version__}"
 
 
 class OpenAICompatibleClient:
@@ -32,7 +56,9 @@ class OpenAICompatibleClient:
         self._headers = {"content-type": "application/json", "accept": "application/json"}
         self._key_env = config.api_key_env
         self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
+        self._transport: httpx.AsyncBaseTransport | None = None
+        self._async_url = httpx.URL(self._url)
+        self._request_headers: list[tuple[str, str]] | None = None
 
     # The key is read from the environment per client, never stored in config or logs.
     def _auth_headers(self) -> dict[str, str]:
@@ -50,10 +76,24 @@ class OpenAICompatibleClient:
         return self._sync
 
     @property
-    def async_client(self) -> httpx.AsyncClient:
-        if self._async is None:
-            self._async = httpx.AsyncClient(headers=self._auth_headers(), limits=_LIMITS)
-        return self._async
+    def async_transport(self) -> httpx.AsyncBaseTransport:
+        if self._transport is None:
+            self._transport = upstream_transport(_LIMITS, self._url)
+            self._request_headers = [*self._auth_headers().items(), ("user-agent", _USER_AGENT)]
+        return self._transport
+
+    def _request(self, body: dict[str, Any], timeout: float) -> httpx.Request:
+        transport = self.async_transport
+        assert self._request_headers is not None and transport is not None
+        return httpx.Request(
+            "POST",
+            self._async_url,
+            headers=self._request_headers,
+            content=_dumps(body),
+            extensions={
+                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            },
+        )
 
     # --- plain calls -------------------------------------------------------------------------
 
@@ -65,11 +105,16 @@ class OpenAICompatibleClient:
         return self._decode(response.status_code, response.headers, response.content)
 
     async def acomplete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        request = self._request(body, timeout)
         try:
-            response = await self.async_client.post(self._url, json=body, timeout=timeout)
+            response = await self.async_transport.handle_async_request(request)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        return self._decode(response.status_code, response.headers, response.content)
+        return self._decode(response.status_code, response.headers, content)
 
     def embed(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
@@ -104,10 +149,10 @@ class OpenAICompatibleClient:
 
     async def astream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
         started = False
+        request = self._request(body, timeout)
         try:
-            async with self.async_client.stream(
-                "POST", self._url, json=body, timeout=timeout
-            ) as resp:
+            resp = await self.async_transport.handle_async_request(request)
+            try:
                 if resp.status_code >= 400:
                     await resp.aread()
                     self._decode(resp.status_code, resp.headers, resp.content)
@@ -122,6 +167,8 @@ class OpenAICompatibleClient:
                         finished = finished or _has_finish_reason(event)
                         yield event
                 self._check_complete(finished)
+            finally:
+                await resp.aclose()
         except httpx.HTTPError as exc:
             raise self._stream_error(exc, started) from None
 
@@ -131,9 +178,9 @@ class OpenAICompatibleClient:
             self._sync = None
 
     async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     # --- helpers ---------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from ..backends import error_for_status, parse_retry_after
+from ..backends.http11 import async_client
 from ..errors import InvalidRequest, NoBackendAvailable, UnknownBackend, UpstreamError
 from ..ledger import CallRecord
 from ..policy import BackendConfig
@@ -49,7 +50,7 @@ class DirectUpstream:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(limits=_LIMITS)
+            self._client = async_client(_LIMITS)
         return self._client
 
     async def aclose(self) -> None:
