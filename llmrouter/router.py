@@ -31,7 +31,7 @@ from .errors import (
 )
 from .ledger import CallRecord, SQLiteLedger, open_ledger
 from .policy import BackendConfig, Policy, load_policy
-from .resilience import Attempt, CallBudget, async_retrying, retrying
+from .resilience import Attempt, CallBudget, Retrier
 from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
 from .routing import (
     CircuitBreaker,
@@ -136,6 +136,7 @@ class Router:
         predictor: QualityPredictor | None = None,
     ) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self._retrier = Retrier(self.policy.fallback)
         self._backends: dict[str, BackendConfig] = {b.name: b for b in self.policy.backends}
         self._clients: dict[str, BackendClient] = {
             name: client_for(config) for name, config in self._backends.items()
@@ -404,16 +405,16 @@ class Router:
         client = self._clients[name]
         body = self._body(call, config, stream=False)
         try:
-            for attempt in retrying(self.policy.fallback, budget):
-                with attempt:
-                    return self._attempt(
-                        call,
-                        name,
-                        partial(client.complete, body, budget.timeout_for(config.timeout_s)),
-                    )
+            return self._retrier.call(
+                budget,
+                lambda: self._attempt(
+                    call,
+                    name,
+                    partial(client.complete, body, budget.timeout_for(config.timeout_s)),
+                ),
+            )
         except UpstreamError:
             return None
-        return None
 
     async def _acall_backend(
         self, call: _Call, name: str, budget: CallBudget
@@ -421,23 +422,22 @@ class Router:
         config = self._backends[name]
         client = self._clients[name]
         body = self._body(call, config, stream=False)
+
+        async def attempt() -> dict[str, Any]:
+            began = time.perf_counter()
+            self.health.begin(name)
+            try:
+                response = await client.acomplete(body, budget.timeout_for(config.timeout_s))
+            except UpstreamError as exc:
+                self._attempt_failed(call, name, exc, began)
+                raise
+            self._attempt_ok(call, name, began)
+            return response
+
         try:
-            async for attempt in async_retrying(self.policy.fallback, budget):
-                with attempt:
-                    began = time.perf_counter()
-                    self.health.begin(name)
-                    try:
-                        response = await client.acomplete(
-                            body, budget.timeout_for(config.timeout_s)
-                        )
-                    except UpstreamError as exc:
-                        self._attempt_failed(call, name, exc, began)
-                        raise
-                    self._attempt_ok(call, name, began)
-                    return response
+            return await self._retrier.acall(budget, attempt)
         except UpstreamError:
             return None
-        return None
 
     def _attempt(
         self, call: _Call, name: str, send: Callable[[], dict[str, Any]]
@@ -517,15 +517,15 @@ class Router:
         config = self._backends[name]
         client = self._clients[name]
         body = self._body(call, config, stream=True)
+
+        def attempt() -> tuple[Iterator[dict[str, Any]], dict[str, Any]]:
+            events = client.stream(body, budget.timeout_for(config.timeout_s))
+            return events, self._attempt(call, name, partial(_first, events, name))
+
         try:
-            for attempt in retrying(self.policy.fallback, budget):
-                with attempt:
-                    events = client.stream(body, budget.timeout_for(config.timeout_s))
-                    first = self._attempt(call, name, partial(_first, events, name))
-                    return events, first
+            return self._retrier.call(budget, attempt)
         except UpstreamError:
             return None
-        return None
 
     def _astream(self, call: _Call) -> AsyncCompletionStream:
         stream = AsyncCompletionStream(_empty_async())
@@ -574,28 +574,27 @@ class Router:
         config = self._backends[name]
         client = self._clients[name]
         body = self._body(call, config, stream=True)
+
+        async def attempt() -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any]]:
+            events = client.astream(body, budget.timeout_for(config.timeout_s))
+            began = time.perf_counter()
+            self.health.begin(name)
+            try:
+                first = await anext(events, None)
+                if first is None:
+                    raise UpstreamError(
+                        f"backend {name!r} sent an empty stream", kind="bad_response", backend=name
+                    )
+            except UpstreamError as exc:
+                self._attempt_failed(call, name, exc, began)
+                raise
+            self._attempt_ok(call, name, began)
+            return events, first
+
         try:
-            async for attempt in async_retrying(self.policy.fallback, budget):
-                with attempt:
-                    events = client.astream(body, budget.timeout_for(config.timeout_s))
-                    began = time.perf_counter()
-                    self.health.begin(name)
-                    try:
-                        first = await anext(events, None)
-                        if first is None:
-                            raise UpstreamError(
-                                f"backend {name!r} sent an empty stream",
-                                kind="bad_response",
-                                backend=name,
-                            )
-                    except UpstreamError as exc:
-                        self._attempt_failed(call, name, exc, began)
-                        raise
-                    self._attempt_ok(call, name, began)
-                    return events, first
+            return await self._retrier.acall(budget, attempt)
         except UpstreamError:
             return None
-        return None
 
     def _replay(self, call: _Call, cached: dict[str, Any]) -> CompletionStream:
         completion = self._finish(call, call.decision.backend, cached, ttft_ms=None, hit=True)

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from llmrouter import ChatCompletion, Router, StreamInterrupted, UpstreamError
+from llmrouter.policy.schema import FallbackConfig
+from llmrouter.resilience import CallBudget, Retrier
 from llmrouter.streaming import AsyncCompletionStream, CompletionStream
 from llmrouter.tokens import count_text_tokens
 
@@ -311,3 +313,53 @@ async def test_cancelled_async_call_is_recorded(router: Router, upstream: Upstre
         await task
     (row,) = rows(router)
     assert row["outcome"] == "cancelled" and row["error_kind"] == "cancelled"
+
+
+def _always(kind: str, retry_after: float | None = None) -> Any:
+    calls: list[float] = []
+
+    def attempt() -> None:
+        calls.append(time.monotonic())
+        raise UpstreamError("scripted failure", kind=kind, backend="b", retry_after=retry_after)
+
+    return attempt, calls
+
+
+def test_retrier_backs_off_exponentially_across_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first attempt runs outside tenacity; the waits still grow 1x, 2x, 4x."""
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    config = FallbackConfig(retries=3, backoff_initial_s=0.01, backoff_max_s=10)
+    attempt, calls = _always("server_error")
+    with pytest.raises(UpstreamError):
+        Retrier(config).call(CallBudget(60), attempt)
+    assert len(calls) == 4
+    assert [round(w, 2) for w in waits] == pytest.approx([0.015, 0.025, 0.045], abs=0.006)
+
+
+def test_retrier_skips_waits_past_the_deadline_and_non_retryable_errors() -> None:
+    config = FallbackConfig(retries=3, backoff_initial_s=0.01)
+    late, late_calls = _always("rate_limited", retry_after=30)
+    started = time.monotonic()
+    with pytest.raises(UpstreamError):
+        Retrier(config).call(CallBudget(5), late)
+    assert len(late_calls) == 1 and time.monotonic() - started < 5
+    denied, denied_calls = _always("auth")
+    with pytest.raises(UpstreamError):
+        Retrier(config).call(CallBudget(60), denied)
+    assert len(denied_calls) == 1
+
+
+async def test_async_retrier_succeeds_after_a_failure() -> None:
+    config = FallbackConfig(retries=1, backoff_initial_s=0.001)
+    outcomes: list[str] = []
+
+    async def flaky() -> str:
+        if not outcomes:
+            outcomes.append("failed")
+            raise UpstreamError("once", kind="connection", backend="b")
+        outcomes.append("ok")
+        return "answer"
+
+    assert await Retrier(config).acall(CallBudget(10), flaky) == "answer"
+    assert outcomes == ["failed", "ok"]
