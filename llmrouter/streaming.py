@@ -131,18 +131,31 @@ def replay_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
     return chunks
 
 
-class CompletionStream:
-    """Iterate for chunks; ``.router`` holds the call's metadata once the stream ends."""
+class _StreamLabels:
+    """What a stream's consumer may know before it ends (the sidecar's headers), and
+    ``.router``, the call's metadata, once it has ended."""
 
-    def __init__(self, chunks: Iterator[ChatCompletionChunk]) -> None:
-        self._chunks = chunks
+    def __init__(self) -> None:
         self._router: RouterInfo | None = None
-        # Known once the stream is open, long before ``.router``: the sidecar's headers.
         self.request_id: str | None = None
         self.backend: str | None = None
         self.complexity: float | None = None
         self.cache: str | None = None  # "hit", "miss" or "off"
         self.budget_warning: str | None = None  # a soft budget over its limit at reservation
+
+    @property
+    def router(self) -> RouterInfo:
+        if self._router is None:
+            raise AttributeError("router metadata is available once the stream has ended")
+        return self._router
+
+
+class CompletionStream(_StreamLabels):
+    """Iterate for chunks; ``.router`` holds the call's metadata once the stream ends."""
+
+    def __init__(self, chunks: Iterator[ChatCompletionChunk]) -> None:
+        super().__init__()
+        self._chunks = chunks
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
@@ -161,22 +174,13 @@ class CompletionStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def router(self) -> RouterInfo:
-        if self._router is None:
-            raise AttributeError("router metadata is available once the stream has ended")
-        return self._router
 
+class AsyncCompletionStream(_StreamLabels):
+    """The async twin of :class:`CompletionStream`."""
 
-class AsyncCompletionStream:
     def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
+        super().__init__()
         self._chunks = chunks
-        self._router: RouterInfo | None = None
-        self.request_id: str | None = None
-        self.backend: str | None = None
-        self.complexity: float | None = None
-        self.cache: str | None = None  # "hit", "miss" or "off"
-        self.budget_warning: str | None = None  # a soft budget over its limit at reservation
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self
@@ -194,9 +198,3 @@ class AsyncCompletionStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    @property
-    def router(self) -> RouterInfo:
-        if self._router is None:
-            raise AttributeError("router metadata is available once the stream has ended")
-        return self._router

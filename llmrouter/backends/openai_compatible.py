@@ -127,28 +127,24 @@ class OpenAICompatibleClient:
 
     def stream(self, body: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
         """Chunks as dicts. The request is sent on the first ``next()``."""
-        started = False
+        reader = _EventReader(self.name)
         try:
             with self.sync_client.stream("POST", self._url, json=body, timeout=timeout) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     self._decode(resp.status_code, resp.headers, resp.content)
-                finished = False
                 for line in resp.iter_lines():
-                    event = self._event(line)
-                    if event is DONE:
-                        finished = True
-                        break
-                    if isinstance(event, dict):
-                        started = True
-                        finished = finished or _has_finish_reason(event)
+                    event = reader.read(line)
+                    if event is not None:
                         yield event
-                self._check_complete(finished)
+                    elif reader.done:
+                        break
+                reader.check_complete()
         except httpx.HTTPError as exc:
-            raise self._stream_error(exc, started) from None
+            raise self._stream_error(exc, reader.started) from None
 
     async def astream(self, body: dict[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
-        started = False
+        reader = _EventReader(self.name)
         request = self._request(body, timeout)
         try:
             resp = await self.async_transport.handle_async_request(request)
@@ -156,21 +152,17 @@ class OpenAICompatibleClient:
                 if resp.status_code >= 400:
                     await resp.aread()
                     self._decode(resp.status_code, resp.headers, resp.content)
-                finished = False
                 async for line in resp.aiter_lines():
-                    event = self._event(line)
-                    if event is DONE:
-                        finished = True
-                        break
-                    if isinstance(event, dict):
-                        started = True
-                        finished = finished or _has_finish_reason(event)
+                    event = reader.read(line)
+                    if event is not None:
                         yield event
-                self._check_complete(finished)
+                    elif reader.done:
+                        break
+                reader.check_complete()
             finally:
                 await resp.aclose()
         except httpx.HTTPError as exc:
-            raise self._stream_error(exc, started) from None
+            raise self._stream_error(exc, reader.started) from None
 
     def close(self) -> None:
         if self._sync is not None:
@@ -183,28 +175,6 @@ class OpenAICompatibleClient:
             self._transport = None
 
     # --- helpers ---------------------------------------------------------------------------------
-
-    def _event(self, line: str) -> dict[str, Any] | object | None:
-        try:
-            event = parse_data_line(line)
-        except ValueError:
-            raise StreamInterrupted(
-                f"backend {self.name!r} sent a malformed stream event", backend=self.name
-            ) from None
-        if isinstance(event, dict) and "error" in event and "choices" not in event:
-            detail = event["error"]
-            message = detail.get("message") if isinstance(detail, dict) else detail
-            raise StreamInterrupted(
-                f"backend {self.name!r} reported an error mid-stream: {message}",
-                backend=self.name,
-            )
-        return event
-
-    def _check_complete(self, finished: bool) -> None:
-        if not finished:
-            raise StreamInterrupted(
-                f"backend {self.name!r} closed the stream before it finished", backend=self.name
-            )
 
     def _decode(self, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
         if status >= 400:
@@ -245,6 +215,49 @@ class OpenAICompatibleClient:
                 backend=self.name,
             )
         return self._transport_error(exc)
+
+
+class _EventReader:
+    """An SSE stream's lines as chunk dicts; tracks whether the stream started (a failure
+    after that is an interruption, never retried) and whether it finished properly."""
+
+    __slots__ = ("done", "finished", "name", "started")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = False
+        self.finished = False
+        self.done = False  # ``data: [DONE]`` arrived
+
+    def read(self, line: str) -> dict[str, Any] | None:
+        """A chunk, or None for lines that carry none (comments, blanks, ``[DONE]``)."""
+        try:
+            event = parse_data_line(line)
+        except ValueError:
+            raise StreamInterrupted(
+                f"backend {self.name!r} sent a malformed stream event", backend=self.name
+            ) from None
+        if event is DONE:
+            self.finished = self.done = True
+            return None
+        if not isinstance(event, dict):
+            return None
+        if "error" in event and "choices" not in event:
+            detail = event["error"]
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            raise StreamInterrupted(
+                f"backend {self.name!r} reported an error mid-stream: {message}",
+                backend=self.name,
+            )
+        self.started = True
+        self.finished = self.finished or _has_finish_reason(event)
+        return event
+
+    def check_complete(self) -> None:
+        if not self.finished:
+            raise StreamInterrupted(
+                f"backend {self.name!r} closed the stream before it finished", backend=self.name
+            )
 
 
 def _has_finish_reason(event: dict[str, Any]) -> bool:
