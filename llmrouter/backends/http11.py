@@ -98,11 +98,15 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
         except BaseException:
             connection.discard()
             raise
+        status, headers = connection.status, connection.headers
+        if connection.complete:  # the whole answer came with its head (most JSON replies)
+            content = b"".join(connection.chunks)
+            connection.pool.release(connection)
+            stream: httpx.AsyncByteStream | httpx.ByteStream = httpx.ByteStream(content)
+        else:
+            stream = _Body(connection, read_timeout)
         return httpx.Response(
-            connection.status,
-            headers=connection.headers,
-            stream=_Body(connection, read_timeout),
-            extensions={"http_version": b"HTTP/1.1"},
+            status, headers=headers, stream=stream, extensions={"http_version": b"HTTP/1.1"}
         )
 
     def ssl_context(self) -> ssl.SSLContext:

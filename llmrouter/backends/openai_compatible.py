@@ -29,16 +29,16 @@ def _json_dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _serializer() -> Callable[[Any], bytes]:
+def _codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     """orjson (the server extra) when installed: the same JSON, several times faster."""
     if importlib.util.find_spec("orjson") is None:
-        return _json_dumps
+        return _json_dumps, json.loads
     import orjson
 
-    return orjson.dumps
+    return orjson.dumps, orjson.loads
 
 
-_dumps = _serializer()
+_dumps, _loads = _codec()
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 _USER_AGENT = f"llmrouter/{__version__}"
 
@@ -185,7 +185,7 @@ class OpenAICompatibleClient:
                 parse_retry_after(headers.get("retry-after")),
             )
         try:
-            data = json.loads(content)
+            data = _loads(content)
         except ValueError:
             raise UpstreamError(
                 f"backend {self.name!r} answered with malformed JSON",
