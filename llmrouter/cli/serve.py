@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 __all__ = ["add_parser", "run"]
 
@@ -34,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _skip_httpx_command_line()
     from ..errors import InvalidRequest
     from ..server import serve
 
@@ -50,3 +52,10 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def _skip_httpx_command_line() -> None:
+    """httpx imports its own command-line tool (click, rich, pygments: ~6 MB) whenever those
+    are installed; the sidecar process never runs it, so it is kept out."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

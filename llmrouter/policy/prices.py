@@ -35,7 +35,28 @@ def _price_table() -> dict[str, dict[str, Any]]:
         return {}
     with path.open(encoding="utf-8") as handle:
         data = json.load(handle)
-    return {k: v for k, v in data.items() if isinstance(v, dict) and k != "sample_spec"}
+    # Only the fields ModelInfo reads: the whole table would stay ~12 MB in every process.
+    return {
+        key: {field: entry[field] for field in _FIELDS if field in entry}
+        for key, entry in data.items()
+        if isinstance(entry, dict) and key != "sample_spec"
+    }
+
+
+_FIELDS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_reasoning_token",
+    "max_input_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "supports_function_calling",
+    "supports_vision",
+    "supports_response_schema",
+    "mode",
+)
 
 
 class ModelInfo:
