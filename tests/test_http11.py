@@ -4,7 +4,11 @@ keep-alive reuse, chunked streams, peers that close, stall, lie about lengths or
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,14 +24,15 @@ class RawServer:
     """Reads one request head (and its body, by content-length) at a time and lets a handler
     write whatever bytes it likes; the handler returns False to close the connection."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -38,6 +43,8 @@ class RawServer:
     def url(self) -> str:
         assert self.server is not None
         port = self.server.sockets[0].getsockname()[1]
+        if self.tls is not None:
+            return f"https://localhost:{port}/v1/chat/completions"
         return f"http://127.0.0.1:{port}/v1/chat/completions"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -258,3 +265,40 @@ def test_environment_proxies_and_the_switch_choose_httpx_own_transport(
     assert isinstance(
         upstream_transport(limits, "http://10.1.2.3:8000/v1"), httpx.AsyncHTTPTransport
     )
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost, made by the openssl command-line tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command-line tool is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost".split()
+    command += ["-keyout", str(key), "-out", str(cert)]
+    command += ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    subprocess.run(command, check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    async with RawServer(answer_ok, tls=served) as server:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        client = httpx.AsyncClient(transport=LeanAsyncTransport(ssl_context=trusted))
+        for _ in range(3):
+            response = await client.post(server.url, json={})
+            assert response.status_code == 200 and response.json() == {"ok": True}
+        assert server.connections == 1  # TLS connections are kept alive too
+        await client.aclose()
+
+
+async def test_https_refuses_an_untrusted_certificate(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    async with RawServer(answer_ok, tls=served) as server:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await post(LeanAsyncTransport(), server.url)  # certifi's roots do not know it

@@ -64,7 +64,9 @@ def _lean_available() -> bool:
 class LeanAsyncTransport(httpx.AsyncBaseTransport):
     """One pool per (scheme, host, port), bound to the event loop that opened it."""
 
-    def __init__(self, limits: httpx.Limits | None = None) -> None:
+    def __init__(
+        self, limits: httpx.Limits | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         limits = limits or httpx.Limits()
         self._max_connections = limits.max_connections or 1 << 30
         self._max_idle = (
@@ -74,7 +76,7 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
         )
         self._expiry = limits.keepalive_expiry
         self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -110,10 +112,9 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
         )
 
     def ssl_context(self) -> ssl.SSLContext:
+        """httpx's default: certifi's roots, or SSL_CERT_FILE / SSL_CERT_DIR when set."""
         if self._ssl is None:
-            import certifi  # httpx's own dependency: the same trust store httpx uses
-
-            context = ssl.create_default_context(cafile=certifi.where())
+            context = httpx.create_ssl_context()
             context.set_alpn_protocols(["http/1.1"])
             self._ssl = context
         return self._ssl
