@@ -6,8 +6,8 @@ import random
 from collections.abc import Callable
 
 from llmrouter import tokens
-from llmrouter.compression.extract import count_unit_tokens, segment_units
 from llmrouter.compression.messages import TokenCounter
+from llmrouter.compression.segment import count_unit_tokens, segment_units
 
 __all__ = ["BASELINES", "Baseline", "head", "random_sentences", "tail"]
 
@@ -18,7 +18,7 @@ Baseline = Callable[[str, int, int, TokenCounter], str]
 def head(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
     """The first ``budget`` tokens."""
     ids = counter.ids(text)
-    return tokens.encoding_for_model(counter.model).decode(ids[: max(budget, 0)])
+    return tokens.encoding_for_model(counter.model).decode(ids[: max(budget, 0)].tolist())
 
 
 def tail(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
@@ -26,7 +26,7 @@ def tail(text: str, budget: int, seed: int, counter: TokenCounter) -> str:
     if budget <= 0:
         return ""
     ids = counter.ids(text)
-    return tokens.encoding_for_model(counter.model).decode(ids[-budget:])
+    return tokens.encoding_for_model(counter.model).decode(ids[-budget:].tolist())
 
 
 def random_sentences(text: str, budget: int, seed: int, counter: TokenCounter) -> str:

@@ -10,7 +10,9 @@ whose numbers are identical: a near copy with different figures is kept.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from itertools import chain, compress, repeat
 
 from llmrouter.compression.messages import Message, map_text
 from llmrouter.compression.text import split_blocks
@@ -21,19 +23,30 @@ NEAR_DUPLICATE_JACCARD = 0.8
 # Short blocks ("Thanks!", "Yes.") legitimately repeat; only longer ones are deduplicated.
 _MIN_WORDS = 8
 _DIGITS = re.compile(r"\d+")
+# every ASCII byte that is not a digit becomes a space: a regex scan costs ~10 times more
+_ASCII_NON_DIGIT = bytes.maketrans(
+    bytes(range(128)), bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(128))
+)
 _SAMPLE_ABOVE = 48
 _MAX_NEAR_WORDS = 400
 _OMITTED = "(repeated content omitted)"
 
 
 class _Seen:
-    """Shingle sets of kept blocks, indexed by shingle for candidate lookup."""
+    """Shingle sets of kept blocks, indexed by shingle for candidate lookup.
+
+    Each shingle maps to the first block that had it; only shingles seen again get a list
+    of the later blocks, so indexing a block is one C-level dict update, and Python only
+    loops over the (few) shingles it shares with earlier blocks.
+    """
 
     def __init__(self) -> None:
         self.exact: set[str] = set()
-        self.shingles: list[frozenset[tuple[str, str, str]]] = []
+        self.shingles: list[frozenset[str]] = []
         self.numbers: list[tuple[str, ...]] = []
-        self.index: dict[tuple[str, str, str], list[int]] = {}
+        self.first: dict[str, int] = {}
+        self.later: dict[str, list[int]] = {}
+        self.known: set[str] = set()  # first's keys: set & set is C-level
 
     def is_duplicate(self, block_words: list[str]) -> bool:
         key = " ".join(block_words)
@@ -43,33 +56,45 @@ class _Seen:
             # near copies of very long blocks are rare; exact copies were checked above
             self.exact.add(key)
             return False
+        triples: Iterable[tuple[str, str, str]]
+        triples = zip(block_words, block_words[1:], block_words[2:], strict=False)
         if len(block_words) > _SAMPLE_ABOVE:
             # shingles anchored on a content-defined sample of words (the same in every copy
-            # and every process) estimate Jaccard well on long blocks at a third of the cost
-            anchors = [i for i, w in enumerate(block_words[:-2]) if len(w) % 3 == 0]
-            shingles = frozenset(
-                (block_words[i], block_words[i + 1], block_words[i + 2]) for i in anchors
-            )
-        else:
-            shingles = frozenset(zip(block_words, block_words[1:], block_words[2:], strict=False))
-        counts: dict[int, int] = {}
-        for shingle in shingles:
-            for candidate in self.index.get(shingle, ()):
-                counts[candidate] = counts.get(candidate, 0) + 1
-        numbers = tuple(_DIGITS.findall(key))
-        for candidate, shared in counts.items():
-            union = len(shingles) + len(self.shingles[candidate]) - shared
+            # and every process) estimate Jaccard well on long blocks at a third of the cost;
+            # the anchor test (word length divisible by 3) runs as C-level maps
+            anchors = map((0).__eq__, map((3).__rmod__, map(len, block_words)))
+            triples = compress(triples, anchors)
+        # "w1 w2 w3" (words hold no spaces): strings, unlike tuples, are not tracked by the
+        # garbage collector
+        shingles = frozenset(map(" ".join, triples))
+        shared = shingles & self.known
+        # shingles shared with each earlier block, counted by C-level Counter updates
+        counts = Counter(map(self.first.__getitem__, shared))
+        counts.update(chain.from_iterable(map(self.later.get, shared, repeat(()))))
+        numbers = _numbers(key)
+        for candidate, common in counts.items():
+            union = len(shingles) + len(self.shingles[candidate]) - common
             # a near copy with other figures is an update, not a duplicate
-            similar = bool(union) and shared / union >= NEAR_DUPLICATE_JACCARD
+            similar = bool(union) and common / union >= NEAR_DUPLICATE_JACCARD
             if similar and self.numbers[candidate] == numbers:
                 return True
         self.exact.add(key)
         position = len(self.shingles)
         self.shingles.append(shingles)
         self.numbers.append(numbers)
-        for shingle in shingles:
-            self.index.setdefault(shingle, []).append(position)
+        fresh = shingles - shared
+        self.first.update(dict.fromkeys(fresh, position))
+        self.known |= fresh
+        for shingle in shared:
+            self.later.setdefault(shingle, []).append(position)
         return False
+
+
+def _numbers(text: str) -> tuple[str, ...]:
+    """The runs of digits in ``text`` (as ``\\d+``); ASCII text by byte translation."""
+    if not text.isascii():
+        return tuple(_DIGITS.findall(text))
+    return tuple(text.encode().translate(_ASCII_NON_DIGIT).decode().split())
 
 
 def dedupe_messages(messages: Sequence[Message], *, preserve_code: bool = True) -> int:

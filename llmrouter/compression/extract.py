@@ -1,11 +1,11 @@
 """Query-aware extraction: keep the sentences of a long text that matter, in order.
 
-A long text is cut into units (sentences; long sentences into clauses). Each unit is valued
-by BM25 relevance to the question, smoothed over its neighbours because an answer often
-sits a sentence or two after the one that repeats the question's words, plus the number
-of the document's words it adds that the kept text does not contain yet. The coverage term
-keeps summaries and vague questions answerable: a kept text that still holds most of the
-document's vocabulary still holds most of its facts.
+A long text is cut into units (sentences; long sentences into clauses; see segment.py).
+Each unit is valued by BM25 relevance to the question, smoothed over its neighbours because
+an answer often sits a sentence or two after the one that repeats the question's words,
+plus the number of the document's words it adds that the kept text does not contain yet.
+The coverage term keeps summaries and vague questions answerable: a kept text that still
+holds most of the document's vocabulary still holds most of its facts.
 
 Selection is in two steps: the most relevant units are kept verbatim with a share of the
 budget (``core_share``), then the rest of the budget goes greedily to the best value per
@@ -19,40 +19,24 @@ Units are emitted in their original order.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from itertools import filterfalse
 
 import numpy as np
 
-from llmrouter import tokens
 from llmrouter.compression.bm25 import bm25_scores
-from llmrouter.compression.text import STOPWORDS, split_blocks, split_sentences, stem, words
+from llmrouter.compression.segment import Unit, count_unit_tokens, segment_units, unit_words
+from llmrouter.compression.text import STOPWORDS, stem, words
 
-__all__ = [
-    "Scored",
-    "Unit",
-    "count_unit_tokens",
-    "extract_text",
-    "prune_function_words",
-    "score_units",
-    "segment_units",
-    "select_units",
-]
+__all__ = ["Scored", "extract_text", "prune_function_words", "score_units", "select_units"]
 
-# Sentences longer than this many words are split into clauses at , ; : ...
-_CLAUSE_WORDS = 20
-_MIN_CLAUSE_WORDS = 4
-# ... and anything still longer (tables, lists without punctuation) into chunks.
-_MAX_UNIT_WORDS = 60
 # Relevance spreads to this many neighbouring units, decaying by this factor per step.
 _WINDOW = 3
 _DECAY = 0.7
 # Share of the budget kept verbatim for the most relevant units.
 CORE_SHARE = 0.15
 
-_CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _STRIPPED = ".,;:!?\"'()[]"
 # Words that carry grammar, not facts. Negations, quantifiers, comparatives, modals of
 # obligation and prepositions of order or direction are deliberately absent.
@@ -63,111 +47,6 @@ _FUNCTION_WORDS = frozenset(
     they we our you your i he she his her them so very just also then such into about
     """.split()  # noqa: SIM905
 )
-
-
-@dataclass(slots=True)
-class Unit:
-    """A sentence, clause or protected block with its span in the original text."""
-
-    start: int
-    end: int
-    text: str
-    paragraph: int
-    fixed: bool = False
-    tokens: int = 0
-
-
-def segment_units(text: str, *, preserve_code: bool) -> list[Unit]:
-    """Units of prose blocks; code and JSON blocks stay whole and fixed."""
-    units: list[Unit] = []
-    for index, block in enumerate(split_blocks(text)):
-        if block.protected and preserve_code:
-            units.append(Unit(block.start, block.end, block.text, index, fixed=True))
-            continue
-        for start, end in split_sentences(block.text):
-            for c_start, c_end in _clauses(block.text, start, end):
-                units.extend(_chunk(text, block.start + c_start, block.start + c_end, index))
-    return units
-
-
-def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """A long sentence split after commas and semicolons into pieces of a few words or more."""
-    # spaces + 1 is the word count of ordinary prose, and cheap to get
-    if end - start < 2 * _CLAUSE_WORDS or text.count(" ", start, end) < _CLAUSE_WORDS:
-        return [(start, end)]
-    spans: list[tuple[int, int]] = []
-    cursor = start
-    for match in _CLAUSE_END.finditer(text, start, end):
-        if len(text[cursor : match.end()].split()) >= _MIN_CLAUSE_WORDS:
-            spans.append((cursor, match.end()))
-            cursor = match.end() + 1
-    if cursor < end and text[cursor:end].strip():
-        spans.append((cursor, end))
-    return spans
-
-
-def _chunk(text: str, start: int, end: int, paragraph: int) -> list[Unit]:
-    piece = text[start:end]
-    if piece.count(" ") < _MAX_UNIT_WORDS:
-        return [Unit(start, end, piece, paragraph)]
-    pieces = piece.split(" ")
-    units: list[Unit] = []
-    cursor = start
-    for offset in range(0, len(pieces), _MAX_UNIT_WORDS):
-        part = " ".join(pieces[offset : offset + _MAX_UNIT_WORDS])
-        units.append(Unit(cursor, cursor + len(part), part, paragraph))
-        cursor += len(part) + 1
-    return units
-
-
-def prune_function_words(text: str) -> tuple[str, int]:
-    """``text`` without function words, and how many were dropped.
-
-    Negations, numbers and content words always stay.
-    """
-    pieces = text.split()
-    kept = [p for p in pieces if p.lower().strip(_STRIPPED) not in _FUNCTION_WORDS]
-    return " ".join(kept), len(pieces) - len(kept)
-
-
-@lru_cache(maxsize=4)
-def _token_lengths(model: str | None) -> np.ndarray:
-    """Byte length of every token id of the model's encoding (built once, ~0.1 s)."""
-    encoding = tokens.encoding_for_model(model)
-    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
-    for token_id in range(encoding.n_vocab):
-        try:
-            lengths[token_id] = len(encoding.decode_single_token_bytes(token_id))
-        except KeyError:  # holes in the vocabulary (reserved ids)
-            continue
-    return lengths
-
-
-def count_unit_tokens(
-    text: str, units: Sequence[Unit], ids: Callable[[str], list[int]], model: str | None = None
-) -> None:
-    """Set each unit's token count from one encoding of the whole text.
-
-    Encoding every sentence separately costs several times more; a token is charged to
-    the unit its first byte falls in, whitespace before a unit to that unit.
-    """
-    lengths = _token_lengths(model)[np.asarray(ids(text), dtype=np.int64)]
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    # a unit is charged from the end of the previous one: the separator it needs when kept
-    if text.isascii():
-        ends = np.fromiter((unit.end for unit in units), dtype=np.int64, count=len(units))
-    else:  # character offsets to UTF-8 byte offsets, walking forward once
-        ends = np.empty(len(units), dtype=np.int64)
-        char_pos = byte_pos = 0
-        for i, unit in enumerate(units):
-            byte_pos += len(text[char_pos : unit.end].encode())
-            ends[i] = byte_pos
-            char_pos = unit.end
-    positions = np.searchsorted(starts, ends, side="left")
-    previous = 0
-    for unit, position in zip(units, positions.tolist(), strict=True):
-        unit.tokens = max(position - previous, 1)
-        previous = position
 
 
 @dataclass
@@ -186,17 +65,25 @@ def score_units(
     """Smoothed BM25 relevance and the set of content words of every unit."""
     if unit_words is None:
         unit_words = [words(unit.text) for unit in units]
-    surface = [[w for w in ws if w not in STOPWORDS] for ws in unit_words]
-    # stem each distinct word once, and keep per unit only the terms the query has
+    is_stop = STOPWORDS.__contains__
+    surface = [list(filterfalse(is_stop, ws)) for ws in unit_words]
+    # Coverage counts surface words: each distinct word kept may be a fact kept.
+    word_sets = [set(ws) for ws in surface]
+    # the words whose stem the query has; a stem is a prefix, so only words starting with a
+    # query term are stemmed
     wanted = set(query_terms)
-    stems = {w: stem(w) for w in set().union(*surface)}
-    matched = [[stems[w] for w in ws if stems[w] in wanted] for ws in surface]
+    prefixes = tuple(wanted)
+    matching = {w for w in set().union(*word_sets) if w.startswith(prefixes) and stem(w) in wanted}
+    # per unit only the terms the query has (most units have none)
+    matched = [
+        [] if matching.isdisjoint(found) else [stem(w) for w in ws if w in matching]
+        for ws, found in zip(surface, word_sets, strict=True)
+    ]
     scores = bm25_scores(matched, query_terms, [len(ws) for ws in surface])
     # a fixed unit is kept anyway; if it is the question, it must not lend its neighbours
     # the relevance of repeating the question's own words
     relevance = _smoothed([0.0 if u.fixed else x for u, x in zip(units, scores, strict=True)])
-    # Coverage counts surface words: each distinct word kept may be a fact kept.
-    return Scored(relevance, [set(ws) for ws in surface])
+    return Scored(relevance, word_sets)
 
 
 def select_units(
@@ -224,7 +111,8 @@ def select_units(
     core: set[int] = set()
     spent = 0
     core_budget = core_share * budget
-    for index in sorted(range(len(units)), key=lambda i: -relevance[i]):
+    # stable: equally relevant units in text order
+    for index in sorted(range(len(units)), key=relevance.__getitem__, reverse=True):
         unit = units[index]
         if relevance[index] <= 0 or spent >= core_budget:
             break
@@ -236,29 +124,30 @@ def select_units(
     cost = list(costs) if costs is not None else [unit.tokens for unit in units]
     gains = [len(ws - covered) for ws in word_sets]
     top_gain = max(gains, default=0) or 1
-
-    def value(index: int, gain: int) -> float:
-        score = relevance[index] / top_relevance + gain / top_gain
-        return score / max(cost[index], 1)
-
+    # value = (relevance / top relevance + gain / top gain) / cost, evaluated inline below
+    share = [r / top_relevance for r in relevance]
+    divisor = [max(c, 1) for c in cost]
     heap = [
-        (-value(i, gains[i]), i)
+        (-(share[i] + gains[i] / top_gain) / divisor[i], i)
         for i, unit in enumerate(units)
         if not unit.fixed and cost[i] and i not in core
     ]
     heapq.heapify(heap)
+    heappop, heappush = heapq.heappop, heapq.heappush
     rest: dict[int, None] = {}  # in the order chosen: the last ones are worth least
+    left = budget - spent
     while heap:
-        _, index = heapq.heappop(heap)
-        if spent + cost[index] > budget:
+        _, index = heappop(heap)
+        if cost[index] > left:
             continue
-        current = value(index, len(word_sets[index] - covered))
+        words_of = word_sets[index]
+        current = (share[index] + len(words_of - covered) / top_gain) / divisor[index]
         if heap and current < -heap[0][0] - 1e-12:
-            heapq.heappush(heap, (-current, index))  # stale: re-queue at its true value
+            heappush(heap, (-current, index))  # stale: re-queue at its true value
             continue
         rest[index] = None
-        covered |= word_sets[index]
-        spent += cost[index]
+        covered |= words_of
+        left -= cost[index]
     return core, list(rest)
 
 
@@ -274,21 +163,33 @@ def _smoothed(scores: Sequence[float]) -> list[float]:
     return list((raw + best).tolist())
 
 
+def prune_function_words(text: str) -> tuple[str, int]:
+    """``text`` without function words, and how many were dropped.
+
+    Negations, numbers and content words always stay.
+    """
+    pieces = text.split()
+    kept = [p for p in pieces if p.lower().strip(_STRIPPED) not in _FUNCTION_WORDS]
+    return " ".join(kept), len(pieces) - len(kept)
+
+
 def extract_text(
     text: str,
     target_tokens: int,
     query_terms: Sequence[str],
-    ids: Callable[[str], list[int]],
+    ids: Callable[[str], np.ndarray],
     *,
     model: str | None = None,
     preserve_code: bool = True,
     prune: bool = False,
     keep: Callable[[Sequence[Unit]], Collection[int]] | None = None,
+    derive: Callable[[str, str], None] | None = None,
 ) -> str:
     """``text`` cut to about ``target_tokens`` tokens, keeping what the question needs.
 
     ``ids`` encodes text (memoised by the caller); ``keep`` may mark more units as fixed,
-    e.g. the question inside the same message.
+    e.g. the question inside the same message. ``derive(new, old)`` is told when a second
+    pass rewrites the output, so that ``ids`` can reuse the first output's encoding.
     """
     units = segment_units(text, preserve_code=preserve_code)
     if not units:
@@ -299,14 +200,15 @@ def extract_text(
             units[index].fixed = True
     fixed_tokens = sum(unit.tokens for unit in units if unit.fixed)
     budget = max(target_tokens - fixed_tokens, 0)
-    unit_words = [words(unit.text) for unit in units]
+    all_words = unit_words(text, units)
     costs = [unit.tokens for unit in units]
     if prune:
         # a dropped function word is almost always one token of its own
-        for index, ws in enumerate(unit_words):
-            dropped = sum(1 for w in ws if w in _FUNCTION_WORDS)
+        is_function = _FUNCTION_WORDS.__contains__
+        for index, ws in enumerate(all_words):
+            dropped = sum(map(is_function, ws))
             costs[index] = max(costs[index] - dropped, 1) if dropped < len(ws) else 0
-    scored = score_units(units, query_terms, unit_words)
+    scored = score_units(units, query_terms, all_words)
     core, rest = select_units(units, budget, query_terms, costs=costs, scored=scored)
     if prune:
         for index in rest:
@@ -318,7 +220,9 @@ def extract_text(
     if excess > target_tokens // 100:
         while rest and excess > 0:
             excess -= costs[rest.pop()]
-        output = _join(text, units, core.union(rest))
+        first, output = output, _join(text, units, core.union(rest))
+        if derive is not None:
+            derive(output, first)
     return output
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from llmrouter import tokens
+from llmrouter.compression.token_reuse import PIECEWISE_ENCODINGS, encoder, reencode
 
 __all__ = ["TokenCounter", "copy_messages", "is_system", "map_text", "texts"]
 
@@ -72,21 +75,42 @@ def map_text(message: Message, rewrite: Callable[[str], str]) -> bool:
     return changed
 
 
+_MEMO_LIMIT = 10_000
+
+
 class TokenCounter:
     """Prompt tokens of message lists, memoised per text so each stage re-encodes only the
-    texts it changed. Totals match :func:`llmrouter.tokens.count_message_tokens`."""
+    texts it changed. Totals match :func:`llmrouter.tokens.count_message_tokens`.
+
+    A text a stage derived from another (:meth:`derive`) is encoded by reusing the ids of
+    the sentences the two share (see token_reuse.py).
+    """
 
     def __init__(self, model: str | None = None) -> None:
         self.model = model
-        self._ids: dict[str, list[int]] = {}
+        self._ids: dict[str, np.ndarray] = {}
+        self._origins: dict[str, str] = {}
+        self._encode = encoder(model)
+        self._reuse = tokens.encoding_for_model(model).name in PIECEWISE_ENCODINGS
 
-    def ids(self, text: str) -> list[int]:
+    def ids(self, text: str) -> np.ndarray:
+        """Token ids of ``text`` (uint32); the caller must not modify the array."""
         cached = self._ids.get(text)
         if cached is None:
-            cached = tokens.encode(text, self.model) if text else []
-            if len(self._ids) < 10_000:
+            origin = self._origins.pop(text, None)
+            source = self._ids.get(origin) if origin is not None and self._reuse else None
+            if origin is not None and source is not None:
+                cached = reencode(origin, source, text, self._encode, self.model)
+            if cached is None:
+                cached = self._encode(text)
+            if len(self._ids) < _MEMO_LIMIT:
                 self._ids[text] = cached
         return cached
+
+    def derive(self, new: str, old: str) -> None:
+        """Note that a stage rewrote ``old`` into ``new``: most of ``old``'s ids still fit."""
+        if new != old and new not in self._ids and len(self._origins) < _MEMO_LIMIT:
+            self._origins[new] = old
 
     def text(self, text: str) -> int:
         return len(self.ids(text))

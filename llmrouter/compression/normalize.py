@@ -16,8 +16,8 @@ from llmrouter.compression.text import split_blocks
 __all__ = ["normalize_text", "strip_html"]
 
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
-_TRAILING = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
-_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\ufeff]")
+_ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\ufeff"
+_ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")
 _HTML_TAG = re.compile(
     r"</?(?:html|head|body|div|p|span|table|tr|td|th|ul|ol|li|br|h[1-6]|a|b|i|em|strong|"
     r"section|article|header|footer|nav|tbody|thead|img|meta|link)\b[^>]*>",
@@ -62,13 +62,22 @@ def _normalize_prose(text: str) -> str:
     if "<" in text and len(_HTML_TAG.findall(text)) >= _MIN_HTML_TAGS:
         text = strip_html(text)
     # each regex only where a plain substring test says it can match (much faster)
-    if "  " in text or "\t" in text or "\u00a0" in text:
+    if _has_space_run(text):
         text = _INNER_SPACES.sub(" ", text)
     if " \n" in text or "\t\n" in text or "\u00a0\n" in text or text.endswith((" ", "\t")):
-        text = _TRAILING.sub("", text)
+        # trailing blanks, line by line: a regex (`[ \t]+$`) would try every space in the text
+        text = "\n".join([line.rstrip(" \t\u00a0") for line in text.split("\n")])
     if "\n\n" in text or "\n " in text or "\n\t" in text:
         text = _BLANK_RUNS.sub("\n\n", text)
     return text.strip("\n")
+
+
+def _has_space_run(text: str) -> bool:
+    """Whether two of space, tab and no-break space are adjacent (what _INNER_SPACES needs)."""
+    if "  " in text:
+        return True
+    spaces = [" "] + [char for char in "\t\u00a0" if char in text]
+    return len(spaces) > 1 and any(a + b in text for a in spaces for b in spaces)
 
 
 def _needs_work(text: str, preserve_code: bool) -> bool:
@@ -83,7 +92,10 @@ def normalize_text(text: str, *, preserve_code: bool = True) -> str:
     """Whitespace collapsed, HTML stripped and (if allowed) JSON minified, outside code."""
     if not _needs_work(text, preserve_code):
         return text
-    text = _ZERO_WIDTH.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii() and any(char in text for char in _ZERO_WIDTH_CHARS):
+        text = _ZERO_WIDTH.sub("", text)
     out: list[str] = []
     cursor = 0
     for block in split_blocks(text):

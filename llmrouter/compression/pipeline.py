@@ -13,12 +13,14 @@ completion). With both, the smaller target wins. Without either, only the lossle
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter import tokens
 from llmrouter.compression.dedupe import dedupe_messages
-from llmrouter.compression.extract import Unit, extract_text
+from llmrouter.compression.extract import extract_text
 from llmrouter.compression.messages import (
     Message,
     TokenCounter,
@@ -29,6 +31,7 @@ from llmrouter.compression.messages import (
 )
 from llmrouter.compression.normalize import normalize_text
 from llmrouter.compression.question import question_ranges
+from llmrouter.compression.segment import Unit
 from llmrouter.compression.text import content_words
 from llmrouter.compression.trim import Condenser, strip_pins, trim_messages
 
@@ -101,13 +104,18 @@ def compress(
         result.stage_tokens[stage] = counter.messages(result.messages)
 
     if "normalize" in chosen:
+        originals = _message_texts(work)
         changed = [
             map_text(m, lambda t: normalize_text(t, preserve_code=preserve_code)) for m in work
         ]
         if any(changed):
+            _derive(counter, originals, work)
             record("normalize")
-    if "dedupe" in chosen and dedupe_messages(work, preserve_code=preserve_code):
-        record("dedupe")
+    if "dedupe" in chosen:
+        originals = _message_texts(work)
+        if dedupe_messages(work, preserve_code=preserve_code):
+            _derive(counter, originals, work)
+            record("dedupe")
     if budget_tokens is not None and ("trim" in chosen or "condense" in chosen):
         use_condenser = condenser if "condense" in chosen else None
         kept, dropped = trim_messages(
@@ -127,6 +135,16 @@ def compress(
             record("extract")
     result.tokens_after = counter.messages(work)
     return result
+
+
+def _message_texts(messages: Sequence[Message]) -> list[str]:
+    return [tokens.message_text(message) for message in messages]
+
+
+def _derive(counter: TokenCounter, originals: Sequence[str], messages: Sequence[Message]) -> None:
+    """Tell the counter which texts a stage rewrote, so it re-encodes only what changed."""
+    for old, new in zip(originals, _message_texts(messages), strict=True):
+        counter.derive(new, old)
 
 
 def _check(
@@ -216,6 +234,7 @@ def _extract(
                 preserve_code=preserve_code,
                 prune=prune,
                 keep=keep,
+                derive=counter.derive,
             )
 
         changed |= map_text(message, rewrite)
@@ -229,10 +248,11 @@ def _question_keeper(
     ranges = question_ranges(text, counter.text)
 
     def keep(units: Sequence[Unit]) -> set[int]:
-        return {
-            index
-            for index, unit in enumerate(units)
-            if any(start <= unit.start < end for start, end in ranges)
-        }
+        # units are in text order: each range covers a contiguous run of them
+        starts = [unit.start for unit in units]
+        kept: set[int] = set()
+        for start, end in ranges:
+            kept.update(range(bisect_left(starts, start), bisect_left(starts, end)))
+        return kept
 
     return keep

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 __all__ = [
     "STOPWORDS",
     "Block",
     "content_words",
     "looks_like_code",
+    "span_words",
     "split_blocks",
     "split_sentences",
     "stem",
@@ -39,6 +43,15 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# ASCII characters that are not word characters (\w: letters, digits, underscore) become
+# spaces; index 128 stands for every non-ASCII code point, decided one by one.
+_ASCII_NON_WORD = bytes.maketrans(
+    bytes(range(128)),
+    bytes(c if chr(c).isalnum() or c == 0x5F else 0x20 for c in range(128)),
+)
+_ASCII_WORD_CODES = np.array(
+    [chr(c).isalnum() or c == 0x5F for c in range(128)] + [False], dtype=bool
+)
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 _LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+")
@@ -135,7 +148,9 @@ def _split_blocks(text: str) -> tuple[Block, ...]:
     # memoised: normalisation, de-duplication and extraction segment the same text
     blocks: list[Block] = []
     cursor = 0
-    for fence in _FENCE.finditer(text):
+    # the fence regex tries every line start; a substring test rules it out far faster
+    fences = _FENCE.finditer(text) if "```" in text or "~~~" in text else ()
+    for fence in fences:
         blocks.extend(_split_paragraphs(text, cursor, fence.start()))
         blocks.append(Block(fence.start(), fence.end(), fence.group(0), "code"))
         cursor = fence.end()
@@ -212,6 +227,39 @@ def stem(word: str) -> str:
 def words(text: str) -> list[str]:
     """Lower-cased word tokens (letters, digits and underscores)."""
     return _WORD.findall(text.lower())
+
+
+def span_words(text: str, spans: Sequence[tuple[int, int]]) -> list[list[str]]:
+    """``words(text[start:end])`` for every span, at a fraction of the cost of a regex per span.
+
+    Non-word characters of the lower-cased text are blanked once (a byte translation for
+    ASCII text; else per code point, testing each distinct non-ASCII character once), then
+    each span is split on whitespace.
+    """
+    lowered = text.lower()
+    # a character that lower-cases to two ("İ") moves offsets; capital sigma lower-cases by
+    # context (final "ς"), which a span may not share with the whole text
+    if len(lowered) != len(text) or "\u03a3" in text:
+        return [words(text[start:end]) for start, end in spans]
+    if lowered.isascii():
+        cleaned = lowered.encode().translate(_ASCII_NON_WORD).decode()
+    else:
+        cleaned = _blank_non_word(lowered)
+    return [cleaned[start:end].split() for start, end in spans]
+
+
+def _blank_non_word(text: str) -> str:
+    """``text`` with every non-word character (not \\w) replaced by a space, via code points."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    word = _ASCII_WORD_CODES[np.minimum(codes, 128)]
+    high = codes >= 128
+    if high.any():
+        distinct = np.unique(codes[high])
+        # \w is str.isalnum() plus "_", exactly as re defines it
+        alnum = np.array([chr(code).isalnum() for code in distinct.tolist()], dtype=bool)
+        word[high] = alnum[np.searchsorted(distinct, codes[high])]
+    blanked = np.where(word, codes, np.uint32(32)).astype(np.uint32)
+    return blanked.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def content_words(text: str) -> list[str]:
