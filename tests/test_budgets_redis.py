@@ -65,9 +65,9 @@ def test_two_replicas_share_one_hard_budget(
     outcomes = asyncio.run(many())
     assert a.ledger is not None and b.ledger is not None and a.budgets is not None
     rows = a.ledger.rows() + b.ledger.rows()
+    b.close()  # applies b's buffered settlements (a's are flushed by reading)
     spent = a.budgets.spent(a.policy.budgets[0])
     a.close()
-    b.close()
     assert len(rows) == 160
     answered = sum(outcomes)
     assert 0 < answered <= 30
@@ -144,3 +144,102 @@ def test_unreachable_counters_refuse_the_call_and_record_it(
     router.close()
     other.close()
     assert [(r["outcome"], r["error_kind"]) for r in rows] == [("error", "budget_unavailable")]
+
+
+def _async_budgets(url: str, prefix: str, limit_usd: float) -> Budgets:
+    """Budgets whose async reserve goes over the pipelined connection (a URL is given)."""
+    client = redis.Redis.from_url(url)
+    return Budgets(
+        [BudgetConfig(limit_usd=limit_usd, period="total")], RedisCounters(client, url), prefix
+    )
+
+
+def test_async_reserves_on_two_replicas_never_cross_a_hard_limit(
+    shared: tuple[str, str],
+) -> None:
+    url, prefix = shared
+    replicas = [_async_budgets(url, prefix, 1.0) for _ in range(2)]
+
+    async def one(budgets: Budgets) -> bool:
+        try:
+            return await budgets.areserve(0.01) is not None
+        except BudgetExceeded:
+            return False
+
+    async def many() -> list[bool]:  # all in flight together: pipelined on each connection
+        return await asyncio.gather(*(one(replicas[i % 2]) for i in range(300)))
+
+    granted = asyncio.run(many())
+    spent = replicas[0].spent(replicas[0].configs[0])
+    for budgets in replicas:
+        budgets.close()
+    assert sum(granted) == 100
+    assert spent == pytest.approx(1.0)
+
+
+def test_a_reservation_whose_caller_was_cancelled_is_given_back(
+    shared: tuple[str, str],
+) -> None:
+    url, prefix = shared
+    budgets = _async_budgets(url, prefix, 1.0)
+
+    async def cancelled() -> None:
+        await budgets.areserve(0.01)  # connects, so the next reserve is queued at once
+        task = asyncio.ensure_future(budgets.areserve(0.25))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await budgets.areserve(0.01)  # its reply arrives after the cancelled one's
+
+    asyncio.run(cancelled())
+    spent = budgets.spent(budgets.configs[0])
+    budgets.close()
+    assert spent == pytest.approx(0.02)
+
+
+def test_async_reserve_survives_a_flushed_script_cache(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    budgets = _async_budgets(url, prefix, 1.0)
+    admin = redis.Redis.from_url(url)
+
+    async def twice() -> None:
+        await budgets.areserve(0.25)
+        admin.script_flush()  # as after a Redis restart or failover: EVALSHA says NOSCRIPT
+        await budgets.areserve(0.25)
+
+    asyncio.run(twice())
+    spent = budgets.spent(budgets.configs[0])
+    budgets.close()
+    admin.close()
+    assert spent == pytest.approx(0.5)
+
+
+def test_async_reserve_refuses_when_redis_is_unreachable(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    client = redis.Redis.from_url(url)
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    budgets = Budgets([BudgetConfig(limit_usd=1.0)], RedisCounters(client, dead), prefix)
+    with pytest.raises(BudgetUnavailable):
+        asyncio.run(budgets.areserve(0.01))
+    budgets.close()
+    client.close()
+
+
+def test_buffered_settlements_are_summed_and_applied_on_close(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    client = redis.Redis.from_url(url)
+    budgets = Budgets(
+        [BudgetConfig(name="g", limit_usd=10.0, period="total")],
+        RedisCounters(client, settle_s=3600),  # only flush/close send them
+        prefix,
+    )
+    holds = [budgets.reserve(0.05) for _ in range(40)]
+    for hold in holds:
+        assert hold is not None
+        budgets.settle(hold, 0.01)
+    key = holds[0].keys[0]  # type: ignore[union-attr]
+    assert int(client.get(key) or 0) == 40 * 50_000_000  # still the reservations
+    budgets.close()  # a clean shutdown applies every settlement
+    assert int(client.get(key) or 0) == 40 * 10_000_000
+    client.close()

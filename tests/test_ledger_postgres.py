@@ -147,6 +147,24 @@ def test_a_retried_batch_never_duplicates(pg_url: str) -> None:
         assert count.fetchone() == (150, 150)
 
 
+def test_a_duplicate_inside_one_batch_keeps_the_rest_of_it(pg_url: str) -> None:
+    # Queued together, these reach one COPY, which a duplicate fails as a whole: the batch
+    # must then go in row by row, skipping only the duplicate.
+    ledger = PostgresLedger(pg_url)
+    for i in (1, 2, 2, 3):
+        ledger.record(record(i))
+    ledger.close()
+    reopened = PostgresLedger(pg_url)
+    rows = reopened.rows()
+    reopened.close()
+    assert sorted(r["request_id"] for r in rows) == ["req_1", "req_2", "req_3"]
+    assert [r["tags"] for r in sorted(rows, key=lambda r: r["request_id"])] == [
+        ["b"],
+        [],
+        ["a", "b"],
+    ]
+
+
 def test_writer_reconnects_after_the_connection_is_killed(pg_url: str) -> None:
     ledger = PostgresLedger(pg_url)
     for i in range(50):

@@ -7,8 +7,13 @@ live in this process, or in Redis when replicas share state.
 
 from __future__ import annotations
 
-from .counters import BudgetUnavailable, LocalCounters, RedisCounters
+from typing import TYPE_CHECKING
+
+from .counters import BudgetUnavailable, LocalCounters
 from .enforcer import Budgets, Hold, worst_case_usd
+
+if TYPE_CHECKING:
+    from .redis_counters import RedisCounters
 
 __all__ = [
     "BudgetUnavailable",
@@ -18,3 +23,11 @@ __all__ = [
     "RedisCounters",
     "worst_case_usd",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisCounters":  # redis and hiredis only when a policy shares state
+        from .redis_counters import RedisCounters
+
+        return RedisCounters
+    raise AttributeError(f"module 'llmrouter.budgets' has no attribute {name!r}")

@@ -20,6 +20,7 @@ __all__ = ["Budgets", "Hold", "worst_case_usd"]
 log = logging.getLogger("llmrouter.budgets")
 
 _TTL_S = {"day": 3 * 86_400, "month": 40 * 86_400, "total": 0}
+_APPLIED_CACHE_SIZE = 4096  # distinct callers (key, user, tags) remembered per second
 # The router counts prompt tokens with tiktoken; a provider's tokenizer may count a few
 # more, so the worst case pads the estimate rather than risk under-reserving.
 _PROMPT_MARGIN_PERCENT = 10
@@ -37,22 +38,33 @@ def worst_case_usd(
     margin = -(-prompt_tokens * _PROMPT_MARGIN_PERCENT // 100)  # ceiling, in integers
     prompt = prompt_tokens + margin + _PROMPT_OVERHEAD
     asked = params.get("max_tokens") or params.get("max_completion_tokens")
-    choices = params.get("n") if isinstance(params.get("n"), int) else 1
+    if not isinstance(asked, int) or asked <= 0:
+        asked = None
+    n = params.get("n")
+    choices = n if isinstance(n, int) and n > 1 else 1
     worst = 0.0
-    for backend in backends:
-        price = backend.resolved_price
-        window = backend.context_window or 0
-        room = max(window - prompt_tokens, 1) if window else None
-        if isinstance(asked, int) and asked > 0:
+    for backend in backends:  # on every reserved call: plain comparisons, no max() calls
+        if asked is not None:
             output = asked
-        elif backend.max_output_tokens is not None:
-            output = min(backend.max_output_tokens, room) if room else backend.max_output_tokens
         else:
-            output = room or 4096
-        input_rate = max(price.input_per_million, price.cache_write_per_million or 0.0)
-        output_rate = max(price.output_per_million, price.reasoning_per_million or 0.0)
-        cost = (prompt * input_rate + output * max(choices or 1, 1) * output_rate) / 1_000_000
-        worst = max(worst, cost)
+            window = backend.context_window
+            room = (window - prompt_tokens if window > prompt_tokens else 1) if window else None
+            limit = backend.max_output_tokens
+            if limit is None:
+                limit = room or 4096
+            output = limit if not room or limit < room else room
+        price = backend.resolved_price
+        input_rate = price.input_per_million
+        write_rate = price.cache_write_per_million
+        if write_rate is not None and write_rate > input_rate:
+            input_rate = write_rate
+        output_rate = price.output_per_million
+        reasoning_rate = price.reasoning_per_million
+        if reasoning_rate is not None and reasoning_rate > output_rate:
+            output_rate = reasoning_rate
+        cost = (prompt * input_rate + output * choices * output_rate) / 1_000_000
+        if cost > worst:
+            worst = cost
     return worst
 
 
@@ -87,6 +99,9 @@ class Budgets:
         self._buckets: dict[str, tuple[int, str]] = {}  # period -> (second, bucket): no
         # date formatting per call
         self._warned_lock = threading.Lock()
+        self._applied_cache: dict[
+            tuple[str | None, str | None, tuple[str, ...]], tuple[int, _Applied | None]
+        ] = {}
 
     # --- which counters ---------------------------------------------------------------------------
 
@@ -135,6 +150,24 @@ class Budgets:
 
     # --- reserve and settle -----------------------------------------------------------------------
 
+    def _applied(
+        self, api_key_id: str | None, user: str | None, tags: Sequence[str]
+    ) -> _Applied | None:
+        """The counters this caller's calls fall under, ready to send: computed once per
+        caller (key, user, tags) and second, not on every call."""
+        now = self._clock()
+        second = int(now)
+        ident = (api_key_id, user, tuple(tags))
+        cached = self._applied_cache.get(ident)
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        found = self.applicable(api_key_id, user, tags, now)
+        applied = _Applied.of(found) if found else None
+        if len(self._applied_cache) >= _APPLIED_CACHE_SIZE:
+            self._applied_cache.clear()
+        self._applied_cache[ident] = (second, applied)
+        return applied
+
     def reserve(
         self,
         worst_case: float,
@@ -145,12 +178,12 @@ class Budgets:
     ) -> Hold | None:
         """Reserve ``worst_case`` dollars on every applicable budget, or raise
         :class:`BudgetExceeded` (a hard one would be crossed; nothing is reserved)."""
-        found = self.applicable(api_key_id, user, tags, self._clock())
-        if not found:
+        applied = self._applied(api_key_id, user, tags)
+        if applied is None:
             return None
         amount = _nanos(worst_case)
-        result = self.counters.reserve(*_request(found, amount))
-        return self._conclude(found, amount, worst_case, result)
+        result = self.counters.reserve(applied.keys, amount, applied.limits, applied.ttls)
+        return self._conclude(applied, amount, worst_case, result)
 
     async def areserve(
         self,
@@ -161,38 +194,39 @@ class Budgets:
         tags: Sequence[str] = (),
     ) -> Hold | None:
         """:meth:`reserve` without blocking the event loop on a Redis round trip."""
-        found = self.applicable(api_key_id, user, tags, self._clock())
-        if not found:
+        applied = self._applied(api_key_id, user, tags)
+        if applied is None:
             return None
         amount = _nanos(worst_case)
-        result = await self.counters.areserve(*_request(found, amount))
-        return self._conclude(found, amount, worst_case, result)
+        result = await self.counters.areserve(applied.keys, amount, applied.limits, applied.ttls)
+        return self._conclude(applied, amount, worst_case, result)
 
     def _conclude(
-        self,
-        found: list[tuple[BudgetConfig, str, str]],
-        amount: int,
-        worst_case: float,
-        result: ReserveResult,
+        self, applied: _Applied, amount: int, worst_case: float, result: ReserveResult
     ) -> Hold:
-        keys = [key for _, _, key in found]
         if result.refused is not None:
-            config, value, _ = found[result.refused]
+            config, value, _ = applied.found[result.refused]
             used = result.values[result.refused] / NANOS
             raise BudgetExceeded(
                 f"budget {config.label!r} ({_describe(config, value)}) would be exceeded: "
                 f"${used:.6f} of ${config.limit_usd:.6f} is spent or reserved and this call "
                 f"may cost up to ${worst_case:.6f}"
             )
+        warning = self._soft_warnings(applied, result.values) if applied.has_soft else None
+        return Hold(applied.keys, amount, warning)
+
+    def _soft_warnings(self, applied: _Applied, values: Sequence[int]) -> str | None:
         warnings = []
-        for (config, value, key), after in zip(found, result.values, strict=True):
-            if config.mode == "soft" and after > _nanos(config.limit_usd):
+        for (config, value, key), soft, after in zip(
+            applied.found, applied.soft, values, strict=True
+        ):
+            if soft is not None and after > soft:
                 warnings.append(
                     f"{config.label}: ${after / NANOS:.6f} of ${config.limit_usd:.6f} "
                     f"({_describe(config, value)})"
                 )
                 self._log_once(key, warnings[-1])
-        return Hold(tuple(keys), amount, "; ".join(warnings) if warnings else None)
+        return "; ".join(warnings) if warnings else None
 
     def settle(self, hold: Hold, actual_usd: float) -> None:
         """Replace the reservation by the actual cost (0 for a call that failed unbilled)."""
@@ -219,13 +253,29 @@ class Budgets:
         self.counters.close()
 
 
-def _request(
-    found: list[tuple[BudgetConfig, str, str]], amount: int
-) -> tuple[list[str], int, list[int | None], list[int]]:
-    keys = [key for _, _, key in found]
-    limits = [_nanos(c.limit_usd) if c.mode == "hard" else None for c, _, _ in found]
-    ttls = [_TTL_S[c.period] for c, _, _ in found]
-    return keys, amount, limits, ttls
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """The budgets a caller's calls fall under, in the form the counters take."""
+
+    found: list[tuple[BudgetConfig, str, str]]  # (budget, scope value, counter key)
+    keys: tuple[str, ...]
+    limits: list[int | None]  # hard limits in nano-dollars (None: soft)
+    ttls: list[int]
+    soft: list[int | None]  # soft limits in nano-dollars (None: hard)
+    has_soft: bool
+
+    @classmethod
+    def of(cls, found: list[tuple[BudgetConfig, str, str]]) -> _Applied:
+        hard = [c.mode == "hard" for c, _, _ in found]
+        limits = [_nanos(c.limit_usd) for c, _, _ in found]
+        return cls(
+            found=found,
+            keys=tuple(key for _, _, key in found),
+            limits=[limit if h else None for limit, h in zip(limits, hard, strict=True)],
+            ttls=[_TTL_S[c.period] for c, _, _ in found],
+            soft=[None if h else limit for limit, h in zip(limits, hard, strict=True)],
+            has_soft=not all(hard),
+        )
 
 
 def _describe(config: BudgetConfig, value: str) -> str:

@@ -3,9 +3,12 @@
 Same interface and guarantees as :class:`SQLiteLedger`: rows are queued and one
 writer thread inserts them in batches off the request path; ``flush()`` waits
 for the queue, ``close()`` flushes, ``sync=True`` commits before ``record``
-returns. Inserts are ``ON CONFLICT (request_id) DO NOTHING``, so a batch retried
-after a lost connection (or a crash between commit and acknowledgement) never
-duplicates a row. Migrations are versioned and serialised across replicas with
+returns. A batch is first sent as one ``COPY`` (a single statement, so all of it
+or none commits; about half the CPU of an ``executemany`` and one round trip).
+``COPY`` cannot skip duplicates, so a batch that is retried (after a lost
+connection, when it may have committed) or that hits a ``request_id`` already
+stored is inserted with ``ON CONFLICT (request_id) DO NOTHING`` instead: a row is
+never duplicated. Migrations are versioned and serialised across replicas with
 an advisory lock. psycopg is imported here only, when a policy names a
 ``postgresql://`` ledger.
 """
@@ -85,18 +88,21 @@ class PostgresLedger(BatchedLedger):
         self.url = _normalise(url)
         self.retry_s = retry_s
         self._migrate()
+        columns = ", ".join(_quoted(c) for c in COLUMNS)
         self._insert = (
-            f"INSERT INTO calls ({', '.join(_quoted(c) for c in COLUMNS)}) "
-            f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
+            f"INSERT INTO calls ({columns}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
             "ON CONFLICT (request_id) DO NOTHING"
         )
+        self._copy = f"COPY calls ({columns}) FROM STDIN"
         self._idle: list[psycopg.Connection[Any]] = []  # for sync commits and reads
         self._idle_lock = threading.Lock()
 
     # --- schema ----------------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, connect_timeout=10)
+        # Autocommit: a lone COPY or INSERT commits without a BEGIN/COMMIT round trip;
+        # multi-statement work opens an explicit transaction.
+        return psycopg.connect(self.url, connect_timeout=10, autocommit=True)
 
     def _migrate(self) -> None:
         with self._connect() as connection, connection.transaction():
@@ -135,7 +141,7 @@ class PostgresLedger(BatchedLedger):
     # --- writing ---------------------------------------------------------------------------------
 
     def _write_now(self, values: tuple[Any, ...]) -> None:
-        self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s)
+        self._insert_with_retry([values], deadline=time.monotonic() + self.retry_s, copy=False)
 
     @contextmanager
     def _batch_writer(self) -> Iterator[Callable[[list[tuple[Any, ...]]], None]]:
@@ -154,20 +160,26 @@ class PostgresLedger(BatchedLedger):
             for column in COLUMNS
         )
 
-    def _insert_with_retry(self, rows: list[tuple[Any, ...]], deadline: float) -> None:
-        """Insert a batch in one transaction; on a lost connection, reconnect and retry it
-        (idempotent on request_id) until the deadline, then give up loudly."""
+    def _insert_with_retry(
+        self, rows: list[tuple[Any, ...]], deadline: float, copy: bool = True
+    ) -> None:
+        """Write a batch atomically; on a lost connection, reconnect and retry it (skipping
+        rows already stored) until the deadline, then give up loudly."""
         delay = 0.05
         while True:
             try:
-                with (
-                    self._borrow() as connection,
-                    connection.transaction(),
-                    connection.cursor() as cursor,
-                ):
-                    cursor.executemany(self._insert, rows)
+                with self._borrow() as connection:
+                    if copy:
+                        self._copy_rows(connection, rows)
+                    else:
+                        self._insert_rows(connection, rows)
                 return
+            except psycopg.errors.UniqueViolation:
+                if not copy:
+                    raise  # not from a duplicate request_id (ON CONFLICT skips those)
+                copy = False  # some rows are stored already: insert the others
             except psycopg.OperationalError as exc:
+                copy = False  # the batch may have committed before the connection broke
                 if time.monotonic() + delay > deadline:
                     log.error(
                         "ledger: %d rows not written, PostgreSQL unreachable: %s", len(rows), exc
@@ -176,6 +188,20 @@ class PostgresLedger(BatchedLedger):
                 log.warning("ledger: PostgreSQL write failed (%s); retrying", exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _copy_rows(self, connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _insert_rows(
+        self, connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
+    ) -> None:
+        if len(rows) == 1:  # one statement: atomic in autocommit, one round trip
+            connection.execute(self._insert, rows[0])
+            return
+        with connection.transaction(), connection.cursor() as cursor:
+            cursor.executemany(self._insert, rows)
 
     # --- reading ---------------------------------------------------------------------------------
 

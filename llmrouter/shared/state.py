@@ -76,7 +76,8 @@ def open_budgets(policy: Policy, shared: SharedState | None) -> Budgets | None:
     """The policy's budgets on Redis counters when shared, else in-process ones."""
     if not policy.budgets:
         return None
-    from ..budgets import Budgets, LocalCounters, RedisCounters
+    from ..budgets import Budgets, LocalCounters
+    from ..budgets.redis_counters import RedisCounters
 
     counters: LocalCounters | RedisCounters
     if shared is not None:

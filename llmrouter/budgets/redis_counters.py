@@ -1,0 +1,206 @@
+"""Budget counters in Redis, shared by sidecar replicas.
+
+The reserve is one Lua script (check every hard limit, then add to every counter, or do
+nothing), so concurrent calls on any number of replicas can never together cross a hard
+limit. redis (and hiredis) are imported only when a policy sets ``shared_state.redis_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+
+from ..ledger.batching import RowBuffer
+from ..shared.pipelined import PipelinedRedis, supports
+from .counters import BudgetUnavailable, ReserveResult
+
+__all__ = ["SETTLE_S", "RedisCounters"]
+
+log = logging.getLogger("llmrouter.budgets")
+
+SETTLE_S = 0.05  # how long a settlement may wait to be sent with others
+
+# KEYS: the counters. ARGV[1]: amount; ARGV[1+i]: limit of KEYS[i] (-1: no hard limit);
+# ARGV[1+n+i]: TTL in seconds of KEYS[i] (0: none). Returns {refused index or 0, values...}.
+_RESERVE = """
+local n = #KEYS
+local amount = tonumber(ARGV[1])
+local current = {}
+for i = 1, n do
+  current[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+for i = 1, n do
+  local limit = tonumber(ARGV[1 + i])
+  if limit >= 0 and current[i] + amount > limit then
+    local out = {i}
+    for j = 1, n do out[j + 1] = current[j] end
+    return out
+  end
+end
+local out = {0}
+for i = 1, n do
+  out[i + 1] = redis.call('INCRBY', KEYS[i], amount)
+  local ttl = tonumber(ARGV[1 + n + i])
+  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+return out
+"""
+_RESERVE_SHA = hashlib.sha1(_RESERVE.encode()).hexdigest()
+
+
+class RedisCounters:
+    """Counters shared by replicas: one Lua script checks and reserves atomically (one round
+    trip); settlements are buffered and applied by a background thread, off the request path.
+
+    A settlement can only lower a counter towards the true spend (the reservation was the
+    worst case), so applying it a moment later never lets a hard limit be crossed: until it
+    lands (at most ``settle_s`` plus one round trip later) the counter errs on the side of
+    refusing. Settlements are summed per counter before they are sent, so a busy replica
+    sends one INCRBY per counter every ``settle_s``, not one per call.
+    """
+
+    def __init__(self, client: Any, url: str | None = None, settle_s: float = SETTLE_S) -> None:
+        self._client = client
+        self._script = client.register_script(_RESERVE)
+        self._url = url  # for the asyncio connection of each event loop (areserve)
+        # One asyncio connection per event loop; weak keys, so a finished loop's goes too.
+        self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._settlements = RowBuffer(linger_s=settle_s, max_rows=100_000)
+        self._thread = threading.Thread(
+            target=self._settle_loop, name="llmrouter-budget-settle", daemon=True
+        )
+        self._thread.start()
+
+    def reserve(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> ReserveResult:
+        args = _script_args(amount, limits, ttls)
+        try:
+            out = self._script(keys=list(keys), args=args)
+        except Exception as exc:  # redis.RedisError, without importing redis here
+            raise _unavailable(exc) from None
+        return _result(out)
+
+    async def areserve(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> ReserveResult:
+        """The same atomic script, without blocking the event loop during the round trip:
+        over a pipelined connection per event loop (:mod:`llmrouter.shared.pipelined`), or
+        redis-py's asyncio client for URLs it does not handle (TLS)."""
+        if self._url is None:
+            return self.reserve(keys, amount, limits, ttls)
+        connection = self._async.get(asyncio.get_running_loop())
+        if connection is None:
+            connection = self._connect_async()
+        args = _script_args(amount, limits, ttls)
+        try:
+            if isinstance(connection, PipelinedRedis):
+                out = await self._evalsha(connection, keys, amount, args)
+            else:
+                out = await connection(keys=list(keys), args=args)
+        except Exception as exc:
+            raise _unavailable(exc) from None
+        return _result(out)
+
+    async def _evalsha(
+        self, connection: PipelinedRedis, keys: Sequence[str], amount: int, args: list[int]
+    ) -> Any:
+        def orphan(reply: Any) -> None:
+            """The caller went away while Redis reserved: give the reservation back."""
+            if isinstance(reply, list) and reply and reply[0] == 0:
+                self.adjust(keys, -amount)
+
+        reply = await connection.execute(
+            "EVALSHA", _RESERVE_SHA, len(keys), *keys, *args, orphan=orphan
+        )
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            reply = await connection.execute(
+                "EVAL", _RESERVE, len(keys), *keys, *args, orphan=orphan
+            )
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        return reply
+
+    def _connect_async(self) -> Any:
+        assert self._url is not None
+        connection: Any
+        if supports(self._url):
+            connection = PipelinedRedis(self._url, timeout_s=5)
+        else:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=5, socket_connect_timeout=5
+            )
+            connection = client.register_script(_RESERVE)
+        self._async[asyncio.get_running_loop()] = connection
+        return connection
+
+    def adjust(self, keys: Sequence[str], delta: int) -> None:
+        if delta != 0:
+            self._settlements.put((keys, delta))
+
+    def flush(self) -> None:
+        """Wait until every settlement made so far is applied (tests, reads, shutdown)."""
+        self._settlements.flush()
+
+    def values(self, keys: Sequence[str]) -> list[int]:
+        self.flush()
+        found = self._client.mget(list(keys)) if keys else []
+        return [int(v) if v is not None else 0 for v in found]
+
+    def close(self) -> None:
+        """Apply the settlements still buffered, stop the thread, drop the connections."""
+        if self._thread.is_alive():
+            self._settlements.stop().done.wait(timeout=10)
+            self._thread.join(timeout=10)
+        for loop, connection in list(self._async.items()):
+            if isinstance(connection, PipelinedRedis) and not loop.is_closed():
+                loop.call_soon_threadsafe(connection.close)
+
+    def _settle_loop(self) -> None:
+        while True:
+            entries, markers = self._settlements.take()
+            if entries:
+                self._settle(entries)
+            if self._settlements.settle(markers):
+                return
+
+    def _settle(self, entries: list[tuple[Sequence[str], int]]) -> None:
+        totals: dict[str, int] = {}
+        for keys, delta in entries:
+            for key in keys:
+                totals[key] = totals.get(key, 0) + delta
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for key, delta in totals.items():
+                if delta:
+                    pipe.incrby(key, delta)
+            pipe.execute()
+        except Exception:  # Redis down: counters stay at the (higher) reserved amounts
+            log.exception("budgets: could not settle %d reservations in Redis", len(entries))
+
+
+def _script_args(amount: int, limits: Sequence[int | None], ttls: Sequence[int]) -> list[int]:
+    return [amount, *(-1 if limit is None else limit for limit in limits), *ttls]
+
+
+def _result(out: Any) -> ReserveResult:
+    values = [int(v) for v in out]
+    return ReserveResult(values[0] - 1 if values[0] else None, tuple(values[1:]))
+
+
+def _unavailable(exc: Exception) -> BudgetUnavailable:
+    log.error("budgets: Redis unreachable, refusing the call: %s", exc)
+    return BudgetUnavailable(
+        "budget counters are unavailable (Redis unreachable); the call was not made"
+    )
