@@ -31,27 +31,23 @@ def bm25_scores(
     wanted = set(query_weights)
     sizes = list(lengths) if lengths is not None else [len(terms) for terms in units]
     n = len(units)
-    matches: list[Counter[str] | None] = []
+    # most units share no term with the query: only the others are counted and scored
+    matches: dict[int, Counter[str]] = {}
     df: Counter[str] = Counter()
-    for terms in units:
-        if wanted.isdisjoint(terms):
-            matches.append(None)
-            continue
-        tf = Counter(term for term in terms if term in wanted)
-        df.update(tf.keys())
-        matches.append(tf)
+    for index, terms in enumerate(units):
+        if terms and not wanted.isdisjoint(terms):
+            tf = Counter(term for term in terms if term in wanted)
+            df.update(tf.keys())
+            matches[index] = tf
     idf = {term: math.log(1.0 + (n - freq + 0.5) / (freq + 0.5)) for term, freq in df.items()}
     avg_len = sum(sizes) / n or 1.0
-    scores: list[float] = []
-    for found, size in zip(matches, sizes, strict=True):
-        if found is None:
-            scores.append(0.0)
-            continue
-        norm = k1 * (1.0 - b + b * size / avg_len)
+    scores = [0.0] * n
+    for index, found in matches.items():
+        norm = k1 * (1.0 - b + b * sizes[index] / avg_len)
         score = 0.0
         for term, freq in found.items():
             # repeated query words count sub-linearly
             weight = 1.0 + math.log(query_weights[term])
             score += idf[term] * weight * freq * (k1 + 1.0) / (freq + norm)
-        scores.append(score)
+        scores[index] = score
     return scores
