@@ -245,3 +245,31 @@ def test_policy_rejects_bad_budgets(tmp_path: Path) -> None:
         BudgetConfig(scope="global", match="x", limit_usd=1)
     with pytest.raises(ValidationError):
         BudgetConfig(limit_usd=1, period="week")  # type: ignore[arg-type]
+
+
+async def test_a_call_cancelled_while_reserving_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that disconnects while its reservation is in flight still leaves a row."""
+    router = make_router(
+        tmp_path,
+        "http://127.0.0.1:9/v1",  # never reached
+        [{"name": "cap", "scope": "global", "limit_usd": 1.0}],
+    )
+    assert router.budgets is not None
+    reserving = asyncio.Event()
+
+    async def slow_reserve(*args: Any, **kwargs: Any) -> Any:
+        reserving.set()
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(router.budgets, "areserve", slow_reserve)
+    task = asyncio.ensure_future(router.acomplete(HELLO))
+    await reserving.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert router.ledger is not None
+    (row,) = router.ledger.rows()
+    assert row["outcome"] == "cancelled"
+    router.close()

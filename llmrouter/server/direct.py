@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from ..backends.http11 import async_client
 from ..errors import InvalidRequest, NoBackendAvailable, UnknownBackend, UpstreamError
 from ..ledger import CallRecord
 from ..policy import BackendConfig
-from ..router import Router
+from ..router import Router, new_request_id
 from ..tokens import count_text_tokens
 from .replies import Reply, StreamReply
 from .wire import KNOB_HEADERS, header_knob, json_bytes, parse_json_object
@@ -167,7 +166,7 @@ class DirectUpstream:
                 content[:300].decode("utf-8", "replace"),
                 parse_retry_after(response.headers.get("retry-after")),
             )
-        request_id = f"req_{uuid.uuid4().hex}"
+        request_id = new_request_id()
         return StreamReply(
             [("x-llmrouter-backend", backend.name), ("x-llmrouter-request-id", request_id)],
             self._relay(backend, response, headers, body, text, started, request_id),
@@ -294,7 +293,7 @@ class DirectUpstream:
         request_id: str | None = None,
         stream: bool = False,
     ) -> str:
-        request_id = request_id or f"req_{uuid.uuid4().hex}"
+        request_id = request_id or new_request_id()
         ledger = self.router.ledger
         if ledger is None:
             return request_id
