@@ -313,3 +313,31 @@ async def test_https_refuses_an_untrusted_certificate(certificate: tuple[Path, P
     async with RawServer(answer_ok, tls=served) as server:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await post(LeanAsyncTransport(), server.url)  # certifi's roots do not know it
+
+
+async def test_backend_client_reads_plain_and_gzipped_answers() -> None:
+    """The client's fast path for whole, uncompressed bodies and httpx's decoders for the rest."""
+    import gzip
+
+    from llmrouter.backends.openai_compatible import OpenAICompatibleClient
+    from llmrouter.policy.schema import BackendConfig
+
+    packed = gzip.compress(b'{"answer":"zipped"}')
+
+    async def both(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        if b"zip" in request:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
+                % len(packed)
+                + packed
+            )
+        else:
+            writer.write(OK)
+        return True
+
+    async with RawServer(both) as server:
+        base = server.url.removesuffix("/chat/completions")
+        client = OpenAICompatibleClient(BackendConfig(name="b", base_url=base, model="m"))
+        assert await client.acomplete({"q": "plain"}, timeout=5) == {"ok": True}
+        assert await client.acomplete({"q": "zip"}, timeout=5) == {"answer": "zipped"}
+        await client.aclose()
