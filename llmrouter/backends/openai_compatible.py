@@ -58,7 +58,7 @@ class OpenAICompatibleClient:
         self._sync: httpx.Client | None = None
         self._transport: httpx.AsyncBaseTransport | None = None
         self._async_url = httpx.URL(self._url)
-        self._request_headers: list[tuple[str, str]] | None = None
+        self._request_headers: httpx.Headers | None = None
 
     # The key is read from the environment per client, never stored in config or logs.
     def _auth_headers(self) -> dict[str, str]:
@@ -79,7 +79,9 @@ class OpenAICompatibleClient:
     def async_transport(self) -> httpx.AsyncBaseTransport:
         if self._transport is None:
             self._transport = upstream_transport(_LIMITS, self._url)
-            self._request_headers = [*self._auth_headers().items(), ("user-agent", _USER_AGENT)]
+            self._request_headers = httpx.Headers(
+                {**self._auth_headers(), "user-agent": _USER_AGENT}
+            )
         return self._transport
 
     def _request(self, body: dict[str, Any], timeout: float) -> httpx.Request:
