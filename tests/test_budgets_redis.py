@@ -243,3 +243,39 @@ def test_buffered_settlements_are_summed_and_applied_on_close(shared: tuple[str,
     budgets.close()  # a clean shutdown applies every settlement
     assert int(client.get(key) or 0) == 40 * 10_000_000
     client.close()
+
+
+def test_a_failed_settlement_keeps_its_increases_and_drops_its_decreases(
+    shared: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overshoot (a call dearer than its worst case) must reach Redis even if the first
+    send fails; a refund may be lost, leaving the counter on the refusing side."""
+    url, prefix = shared
+    client = redis.Redis.from_url(url)
+    counters = RedisCounters(client, settle_s=3600)
+    real_pipeline = client.pipeline
+    failures = [redis.ConnectionError("Redis went away")]
+
+    def flaky_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        if failures:
+            error = failures.pop()
+
+            def fail() -> None:
+                raise error
+
+            pipe.execute = fail
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", flaky_pipeline)
+    up, down = f"{prefix}:up", f"{prefix}:down"
+    client.set(up, 100)
+    client.set(down, 100)
+    counters.adjust([up], 30)
+    counters.adjust([down], -30)
+    counters.flush()  # this send fails
+    assert [int(client.get(up) or 0), int(client.get(down) or 0)] == [100, 100]
+    counters.flush()  # the kept increase goes out with the next batch
+    assert [int(client.get(up) or 0), int(client.get(down) or 0)] == [130, 100]
+    counters.close()
+    client.close()

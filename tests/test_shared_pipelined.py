@@ -102,6 +102,36 @@ async def test_a_cancelled_callers_reply_goes_to_its_orphan_callback(
     assert orphaned == [5]
 
 
+async def test_a_caller_cancelled_in_the_turn_its_reply_arrived_hands_it_to_the_orphan(
+    shared: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply is already in the caller's future when the cancellation lands (a deadline or
+    a client disconnect handled in the same loop turn): the orphan still gets it."""
+    from llmrouter.shared import pipelined
+
+    url, prefix = shared
+    connection = PipelinedRedis(url)
+    await connection.execute("PING")
+    victims: list[asyncio.Future[object]] = []
+    received = pipelined._Connection.data_received
+
+    def cancel_right_after(self: pipelined._Connection, data: bytes) -> None:
+        received(self, data)
+        while victims:
+            victims.pop().cancel()
+
+    monkeypatch.setattr(pipelined._Connection, "data_received", cancel_right_after)
+    orphaned: list[object] = []
+    task = asyncio.ensure_future(
+        connection.execute("INCRBY", f"{prefix}:late", 7, orphan=orphaned.append)
+    )
+    victims.append(task)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert orphaned == [7]
+    connection.close()
+
+
 async def test_the_url_selects_the_database(shared: tuple[str, str]) -> None:
     url, prefix = shared
     other = url.rsplit("/", 1)[0] + "/3"

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+import redis.exceptions
 
 from ..ledger.batching import RowBuffer
-from ..shared.pipelined import PipelinedRedis, supports
+from ..shared.pipelined import PipelinedRedis, RedisUnavailable, supports
 from .counters import BudgetUnavailable, ReserveResult
 
 __all__ = ["SETTLE_S", "RedisCounters"]
@@ -61,11 +62,15 @@ class RedisCounters:
     """Counters shared by replicas: one Lua script checks and reserves atomically (one round
     trip); settlements are buffered and applied by a background thread, off the request path.
 
-    A settlement can only lower a counter towards the true spend (the reservation was the
-    worst case), so applying it a moment later never lets a hard limit be crossed: until it
-    lands (at most ``settle_s`` plus one round trip later) the counter errs on the side of
-    refusing. Settlements are summed per counter before they are sent, so a busy replica
-    sends one INCRBY per counter every ``settle_s``, not one per call.
+    A settlement nearly always lowers a counter towards the true spend (the reservation
+    was the worst case), so applying it a moment later errs on the side of refusing. It
+    raises the counter only when a call cost more than its worst case (the provider
+    counted more tokens than the estimate allowed for); that overshoot reaches the other
+    replicas with the next batch (at most ``settle_s`` plus one round trip later), and a
+    batch Redis could not take keeps its increases for the next try (its decreases are
+    dropped: the counters then err on the side of refusing). Settlements are summed per
+    counter before they are sent, so a busy replica sends one INCRBY per counter every
+    ``settle_s``, not one per call.
     """
 
     def __init__(self, client: Any, url: str | None = None, settle_s: float = SETTLE_S) -> None:
@@ -86,7 +91,7 @@ class RedisCounters:
         args = _script_args(amount, limits, ttls)
         try:
             out = self._script(keys=list(keys), args=args)
-        except Exception as exc:  # redis.RedisError, without importing redis here
+        except _REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         return _result(out)
 
@@ -107,7 +112,7 @@ class RedisCounters:
                 out = await self._evalsha(connection, keys, amount, args)
             else:
                 out = await connection(keys=list(keys), args=args)
-        except Exception as exc:
+        except _REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         return _result(out)
 
@@ -186,8 +191,21 @@ class RedisCounters:
                 if delta:
                     pipe.incrby(key, delta)
             pipe.execute()
-        except Exception:  # Redis down: counters stay at the (higher) reserved amounts
-            log.exception("budgets: could not settle %d reservations in Redis", len(entries))
+        except _REDIS_ERRORS as exc:
+            # Some INCRBYs may have landed. Re-sending an increase can only over-count
+            # (refusing early); losing one could let a hard limit be crossed. Decreases are
+            # dropped: the counters stay at the higher, reserved amounts.
+            increases = {key: delta for key, delta in totals.items() if delta > 0}
+            for key, delta in increases.items():
+                self._settlements.put(((key,), delta))
+            log.error(
+                "budgets: could not settle %d reservations in Redis (%s: %s); %d increases "
+                "kept for the next try",
+                len(entries),
+                type(exc).__name__,
+                exc,
+                len(increases),
+            )
 
 
 def _script_args(amount: int, limits: Sequence[int | None], ttls: Sequence[int]) -> list[int]:
@@ -199,8 +217,18 @@ def _result(out: Any) -> ReserveResult:
     return ReserveResult(values[0] - 1 if values[0] else None, tuple(values[1:]))
 
 
+# What a Redis call can fail with: connection loss or timeout (ours, redis-py's, the
+# OS's) and error replies. Anything else is a bug and propagates as one.
+_REDIS_ERRORS: tuple[type[Exception], ...] = (
+    RedisUnavailable,
+    hiredis.ReplyError,
+    redis.exceptions.RedisError,
+    OSError,
+)
+
+
 def _unavailable(exc: Exception) -> BudgetUnavailable:
-    log.error("budgets: Redis unreachable, refusing the call: %s", exc)
+    log.error("budgets: Redis failed (%s: %s), refusing the call", type(exc).__name__, exc)
     return BudgetUnavailable(
-        "budget counters are unavailable (Redis unreachable); the call was not made"
+        "budget counters are unavailable (Redis failed; see the server log); the call was not made"
     )

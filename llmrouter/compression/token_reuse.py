@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmrouter import tokens
+
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = ["PIECEWISE_ENCODINGS", "byte_offsets", "encoder", "reencode", "token_starts"]
 
@@ -27,10 +31,14 @@ PIECEWISE_ENCODINGS = frozenset({"o200k_base", "cl100k_base"})
 _CUT = ". "
 
 
-@lru_cache(maxsize=4)
 def _token_lengths(model: str | None) -> np.ndarray:
-    """Byte length of every token id of the model's encoding (built once, ~0.1 s)."""
-    encoding = tokens.encoding_for_model(model)
+    """Byte length of every token id of the model's encoding (built once per encoding, not
+    per model name: every model routed to shares its encoding's table)."""
+    return _lengths_of(tokens.encoding_for_model(model))
+
+
+@lru_cache(maxsize=4)
+def _lengths_of(encoding: tiktoken.Encoding) -> np.ndarray:
     lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
     for token_id in range(encoding.n_vocab):
         try:

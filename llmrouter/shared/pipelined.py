@@ -21,6 +21,7 @@ the command: ``orphan`` receives the reply instead, so the caller can undo its e
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,17 @@ import hiredis
 __all__ = ["PipelinedRedis", "RedisUnavailable", "supports"]
 
 Orphan = Callable[[Any], None]
+
+log = logging.getLogger("llmrouter.shared")
+
+
+def hand_to_orphan(orphan: Orphan, reply: Any) -> None:
+    """Give a reply to the handler of a caller that went away; its failure is logged, never
+    allowed to stop the replies behind it from reaching their callers."""
+    try:
+        orphan(reply)
+    except Exception:
+        log.exception("redis: undoing an abandoned command failed")
 
 
 class RedisUnavailable(ConnectionError):
@@ -77,7 +89,7 @@ class _Connection(asyncio.Protocol):
             if not future.done():
                 future.set_result(reply)
             elif orphan is not None and future.cancelled():
-                orphan(reply)
+                hand_to_orphan(orphan, reply)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -147,7 +159,16 @@ class PipelinedRedis:
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
-        return await connection.send(args, orphan)
+        future = connection.send(args, orphan)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The reply and the cancellation can arrive in the same loop turn: the reply is
+            # then in the future but the caller never sees it, so ``orphan`` must.
+            answered = future.done() and not future.cancelled() and future.exception() is None
+            if orphan is not None and answered:
+                hand_to_orphan(orphan, future.result())
+            raise
 
     async def _connect(self) -> _Connection:
         if self._lock is None:
