@@ -77,13 +77,10 @@ def open_budgets(policy: Policy, shared: SharedState | None) -> Budgets | None:
     if not policy.budgets:
         return None
     from ..budgets import Budgets, LocalCounters
+
+    if shared is None:  # in-process counters; redis is not even imported
+        return Budgets(policy.budgets, LocalCounters(), policy.shared_state.key_prefix)
     from ..budgets.redis_counters import RedisCounters
 
-    counters: LocalCounters | RedisCounters
-    if shared is not None:
-        counters = RedisCounters(shared.client, policy.shared_state.redis_url)
-        prefix = shared.prefix
-    else:
-        counters = LocalCounters()
-        prefix = policy.shared_state.key_prefix
-    return Budgets(policy.budgets, counters, prefix)
+    counters = RedisCounters(shared.client, policy.shared_state.redis_url)
+    return Budgets(policy.budgets, counters, shared.prefix)
