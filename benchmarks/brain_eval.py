@@ -4,10 +4,11 @@ Protocol: 5-fold cross-validation by prompt (folds by a hash of the normalised p
 so duplicates share a fold) over all shared sets at once; each prompt is scored by the
 brain trained on the other four folds. The calibration-under-shift experiment uses a brain
 trained without RouteLLM and RouterBench at all (their models and prompts are unseen), then
-calibrates from 100 prompts of one task and routes another.
+calibrates from 100 prompts of one task and routes another; the share it predicts is read
+both on the labelled sample and on 100 unlabelled prompts of the target task (traffic).
 
 Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
-Fold weights are cached in build/brain-cv/ (delete it to retrain); needs ../shared.
+Fold weights are cached in build/brain-cv-v2/ (delete it to retrain); needs ../shared.
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def _shift_once(
     predictor: LearnedPredictor,
     calib: list[Record],
     target: list[Record],
+    traffic: list[Record],
     models: list[str],
     cost: np.ndarray,
 ) -> dict[str, float]:
@@ -251,6 +253,12 @@ def _shift_once(
             floor = f
             break
     predicted_share = float((decide(p_cal, exp_cal, floor) == strongest).mean())
+    # What `calibrate` reports for unlabelled traffic records: the share on those prompts.
+    s_tr = predictor.states([r.text for r in traffic])
+    p_tr = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_tr])
+    traffic_share = float(
+        (decide(p_tr, np.tile(cost, (len(traffic), 1)), floor) == strongest).mean()
+    )
     s_t = predictor.states([r.text for r in target])
     p_t = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_t])
     choice = decide(p_t, np.tile(cost, (len(target), 1)), floor)
@@ -259,6 +267,7 @@ def _shift_once(
     return {
         "floor": floor,
         "predicted_strong_share": predicted_share,
+        "traffic_strong_share": traffic_share,
         "realised_strong_share": float((choice == strongest).mean()),
         "predicted_quality": float(p_t[rows, choice].mean()),
         "realised_quality": float(y_t[rows, choice].mean()),
@@ -287,16 +296,23 @@ def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             calib = [pool_a[i] for i in rng.choice(len(pool_a), 100, replace=False)]
-            target = [
-                pool_b[i] for i in rng.choice(len(pool_b), min(500, len(pool_b)), replace=False)
-            ]
-            runs.append(_shift_once(predictor, calib, target, models, cost))
+            # 100 unlabelled prompts of B (the traffic sample), disjoint from those routed.
+            order = rng.permutation(len(pool_b))
+            traffic = [pool_b[i] for i in order[:100]]
+            target = [pool_b[i] for i in order[100 : 100 + min(500, len(pool_b) - 100)]]
+            runs.append(_shift_once(predictor, calib, target, traffic, models, cost))
         gaps = [abs(r["realised_strong_share"] - r["predicted_strong_share"]) for r in runs]
+        t_gaps = [abs(r["realised_strong_share"] - r["traffic_strong_share"]) for r in runs]
         out[f"{a} -> {b}"] = {
             "mean_abs_share_gap_points": round(100 * float(np.mean(gaps)), 1),
             "max_abs_share_gap_points": round(100 * float(np.max(gaps)), 1),
+            "traffic_mean_abs_share_gap_points": round(100 * float(np.mean(t_gaps)), 1),
+            "traffic_max_abs_share_gap_points": round(100 * float(np.max(t_gaps)), 1),
             "predicted_strong_share": round(
                 float(np.mean([r["predicted_strong_share"] for r in runs])), 3
+            ),
+            "traffic_strong_share": round(
+                float(np.mean([r["traffic_strong_share"] for r in runs])), 3
             ),
             "realised_strong_share": round(
                 float(np.mean([r["realised_strong_share"] for r in runs])), 3
@@ -310,7 +326,7 @@ def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v2")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)

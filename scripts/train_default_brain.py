@@ -1,4 +1,4 @@
-"""Reproduce the shipped brain weights from ../shared/data (seeded; ~4 minutes on 2 cores).
+"""Reproduce the shipped brain weights from ../shared/data (seeded; ~8 minutes on 2 idle cores).
 
 Usage: python scripts/train_default_brain.py [--shared ../shared/data] [--out STEM]
 Writes STEM.npz and STEM.json (default: llmrouter/brain/weights/default).

@@ -112,6 +112,27 @@ def test_calibrate_writes_a_readable_policy(
     assert shares["small"]["share_at_floor"] + shares["big"]["share_at_floor"] == pytest.approx(1)
 
 
+def test_calibrate_reports_shares_on_unlabelled_traffic(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    labelled = files["data"].read_text()
+    traffic = [{"id": f"t{i}", "prompt": f"{HARD} (traffic {i})"} for i in range(20)]
+    data = files["dir"] / "mixed.jsonl"
+    data.write_text(labelled + "\n".join(json.dumps(r) for r in traffic) + "\n")
+    out = files["dir"] / "calibrated.yaml"
+    args = ["--policy", str(files["policy"]), "--data", str(data), "--out", str(out)]
+    assert main(["calibrate", *args, "--json", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["calibrated"]["small"]["samples"] == 120
+    shares = summary["at_floor"]["traffic"]
+    assert shares["prompts"] == 20
+    assert sum(shares["share_at_floor"].values()) == pytest.approx(1)
+    # Hard-only traffic goes to the big backend more often than the mixed labelled sample.
+    assert (
+        shares["share_at_floor"]["big"] >= summary["at_floor"]["backends"]["big"]["share_at_floor"]
+    )
+
+
 def test_eval_reports_curve_metrics_and_baselines(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

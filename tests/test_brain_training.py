@@ -10,7 +10,7 @@ import pytest
 
 from llmrouter.brain.abilities import resolve_params
 from llmrouter.brain.dataset import Record
-from llmrouter.brain.model import BrainWeights
+from llmrouter.brain.model import BrainWeights, PromptState
 from llmrouter.brain.predictor import LearnedPredictor
 from llmrouter.brain.training import TrainConfig, fold_of, train
 from llmrouter.tokens import encode
@@ -91,3 +91,28 @@ def test_levels_alone_train_a_difficulty_scale() -> None:
 def test_folds_are_stable_and_whitespace_blind() -> None:
     assert fold_of("What is  2+2?") == fold_of("What is 2+2?")
     assert {fold_of(f"prompt {i}") for i in range(100)} == set(range(5))
+
+
+def test_factors_learn_a_prompt_by_model_interaction() -> None:
+    """Two models of equal ability, each good on a different topic: the factors separate them."""
+    rng = random.Random(5)
+    records = []
+    for i in range(300):
+        topic = rng.random() < 0.5
+        words = rng.choices(HARD if topic else EASY, k=6)
+        scores = {
+            "left-model": float(rng.random() < (0.9 if topic else 0.2)),
+            "right-model": float(rng.random() < (0.2 if topic else 0.9)),
+        }
+        records.append(Record(id=f"f{i}", text=" ".join(words), scores=scores))
+    weights = train(records, TrainConfig(max_iter=150, factors=2))
+    predictor = LearnedPredictor(weights)
+    left = resolve_params("left-model", 0.5, None, weights.meta)
+    right = resolve_params("right-model", 0.5, None, weights.meta)
+    hard = predictor.profile("sheaf lemma tensor ideal", encode("sheaf lemma tensor ideal"))
+    easy = predictor.profile("apple river bread table", encode("apple river bread table"))
+    assert isinstance(hard.state, PromptState) and isinstance(easy.state, PromptState)
+    assert len(hard.state.factors) == 2
+    p = LearnedPredictor.probability_of
+    assert p(hard.state, left) > p(hard.state, right) + 0.3
+    assert p(easy.state, right) > p(easy.state, left) + 0.3

@@ -31,6 +31,8 @@ class BackendParams:
     ability: float
     discrimination: float = 1.0
     skills: tuple[float, ...] = (0.0,) * len(CATEGORIES)
+    # Loadings on the prompt factors: known training models only (empty = no interaction).
+    factors: tuple[float, ...] = ()
 
     def as_mapping(self) -> dict[str, float]:
         """The readable form written into a policy's ``calibration:`` block."""
@@ -59,10 +61,12 @@ def rating_ability(quality: float, meta: Mapping[str, Any]) -> float:
 def params_from_mapping(values: Mapping[str, Any], base: BackendParams) -> BackendParams:
     """Overlay the keys present in ``values`` on ``base`` (unknown keys are ignored)."""
     skills = tuple(float(values.get(c, s)) for c, s in zip(CATEGORIES, base.skills, strict=True))
+    factors = values.get("factors", base.factors)
     return BackendParams(
         ability=float(values.get("ability", base.ability)),
         discrimination=float(values.get("discrimination", base.discrimination)),
         skills=skills,
+        factors=tuple(float(u) for u in factors) if isinstance(factors, list | tuple) else (),
     )
 
 

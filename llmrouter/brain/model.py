@@ -26,18 +26,24 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default"
 
 @dataclass(frozen=True)
 class PromptState:
-    """What ``probability()`` needs from a profiled prompt: its difficulty and demands."""
+    """What ``probability()`` needs from a profiled prompt: difficulty, demands, factors.
+
+    ``factors`` is the prompt's low-rank embedding; a backend's ``factors`` loadings dot it
+    (prompt x model interaction). Empty for weights trained without factors.
+    """
 
     difficulty: float
     demands: tuple[float, ...]
+    factors: tuple[float, ...] = ()
 
 
 @dataclass
 class BrainWeights:
     """Arrays and metadata of a trained brain.
 
-    ``embedding[:, 0]`` and ``structural[:, 0]`` give the difficulty; the other columns the
-    demand-category logits. ``category_difficulty`` adds each category's mean difficulty.
+    ``embedding[:, 0]`` and ``structural[:, 0]`` give the difficulty; the next
+    ``len(CATEGORIES)`` columns the demand-category logits and the rest (if any) the prompt
+    factors. ``category_difficulty`` adds each category's mean difficulty.
     """
 
     embedding: NDArray[np.float32]
@@ -115,7 +121,8 @@ class BrainWeights:
     ) -> tuple[PromptState, list[tuple[str, float]]]:
         """The prompt's difficulty and demands, plus every named contribution to difficulty."""
         hashed, struct, total = self.logits(text, token_ids)
-        cat_logits = total[1:] - total[1:].max()
+        end = 1 + len(CATEGORIES)
+        cat_logits = total[1:end] - total[1:end].max()
         expo = np.exp(cat_logits)
         demands = expo / expo.sum()
         difficulty = float(total[0] + demands @ self.category_difficulty)
@@ -134,7 +141,9 @@ class BrainWeights:
         contributions.append(
             ("wording", float(hashed[0]) - float(self.meta.get("wording_mean", 0)))
         )
-        state = PromptState(difficulty, tuple(float(p) for p in demands))
+        state = PromptState(
+            difficulty, tuple(float(p) for p in demands), tuple(float(z) for z in total[end:])
+        )
         return state, contributions
 
     def complexity(self, difficulty: float) -> float:

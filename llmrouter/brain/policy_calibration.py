@@ -2,7 +2,10 @@
 
 The result is the policy's own YAML with a ``calibration:`` mapping added per backend; the
 summary reports, at the policy's quality floor, the share of the sample each backend would
-get and the quality the predictor expects (so a shift in traffic can be checked later).
+get and the quality the predictor expects. Records without any score are *traffic*: they
+fit nothing, but the summary also reports the shares on them alone, because the share a
+backend gets depends on the traffic's own mix of prompts far more than on the labelled
+sample (a floor set on one task sends very different shares on another).
 """
 
 from __future__ import annotations
@@ -120,9 +123,22 @@ def _summary(
             if scored
             else None,
         }
-    return {
+    out: dict[str, Any] = {
         "quality_floor": floor,
         "prompts": len(records),
         "expected_quality_at_floor": round(float(probs[rows, choice].mean()), 4),
         "backends": per_backend,
     }
+    traffic = np.asarray([not r.scores for r in records])
+    if traffic.any():
+        picked = choice[traffic]
+        out["traffic"] = {
+            "prompts": int(traffic.sum()),
+            "expected_quality_at_floor": round(
+                float(probs[traffic][np.arange(len(picked)), picked].mean()), 4
+            ),
+            "share_at_floor": {
+                b.name: round(float((picked == j).mean()), 4) for j, b in enumerate(policy.backends)
+            },
+        }
+    return out

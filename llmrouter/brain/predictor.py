@@ -96,6 +96,9 @@ class LearnedPredictor:
         logit = params.ability - params.discrimination * state.difficulty
         for demand, skill in zip(state.demands, params.skills, strict=True):
             logit += demand * skill
+        # Weights without factors, or backends without loadings, contribute nothing here.
+        for factor, loading in zip(state.factors, params.factors, strict=False):
+            logit += factor * loading
         if logit < -30.0:
             return 0.0
         return 1.0 / (1.0 + math.exp(-logit))

@@ -48,6 +48,10 @@ class TrainConfig:
     level_weight: float = 0.5
     min_category_df: int = 5
     max_iter: int = 600
+    factors: int = 8
+    l2_factor_prompt: float = 1e-6
+    l2_factor_model: float = 1e-4
+    l2_discrimination: float = 1e-3
     rating_anchors: tuple[tuple[str, float], ...] = (
         ("gpt-4-1106-preview", 0.9),
         ("mistral-7b-chat", 0.35),
@@ -195,30 +199,68 @@ def _observations(records: Sequence[Record], config: TrainConfig) -> _Observatio
 def _fit_irt(
     feats: FeatureMatrix, demands: FloatArray, obs: _Observations, config: TrainConfig
 ) -> dict[str, Any]:
+    """Joint L-BFGS fit of the prompt side (difficulty, factors) and every model's parameters.
+
+    logit = ability_m + skills_m · demands - discrimination_m · difficulty + loadings_m · factors
+    where factors (rank ``config.factors``) are linear in the features, like a matrix
+    factorisation router whose prompt embedding is learned from hashed n-grams.
+    """
     # Buckets absent from the data keep weight 0 anyway; leaving them out is exact and fast.
     columns = np.flatnonzero(np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1]))
     x, s = feats.hashed[:, columns], feats.structural
+    xt = x.T.tocsr()
     n, d = x.shape
-    k, c, m = s.shape[1], len(CATEGORIES), len(obs.models)
+    k, c, m, f = s.shape[1], len(CATEGORIES), len(obs.models), config.factors
     w = obs.weight / obs.weight.sum()
     real = (~obs.pseudo).astype(np.float64)
     obs_demands = demands[obs.prompt]
-    sizes = [d, k, 1, c, m, m * c]
+    sizes = [d, k, 1, c, m, m * c, m, d * f, k * f, m * f]
     cuts = np.cumsum([0, *sizes])
 
     def unpack(theta: FloatArray) -> list[FloatArray]:
         return [theta[cuts[i] : cuts[i + 1]] for i in range(len(sizes))]
 
+    def per_model(values: FloatArray) -> FloatArray:
+        return (
+            np.column_stack(
+                [
+                    np.bincount(obs.model, weights=values[:, j], minlength=m)
+                    for j in range(values.shape[1])
+                ]
+            )
+            .reshape(m, values.shape[1])
+            .astype(np.float64)
+        )
+
+    def per_prompt(values: FloatArray) -> FloatArray:
+        return (
+            np.column_stack(
+                [
+                    np.bincount(obs.prompt, weights=values[:, j], minlength=n)
+                    for j in range(values.shape[1])
+                ]
+            )
+            .reshape(n, values.shape[1])
+            .astype(np.float64)
+        )
+
     def loss(theta: FloatArray) -> tuple[float, FloatArray]:
-        wh, ws, b0, v, ability, skills_flat = unpack(theta)
+        wh, ws, b0, v, ability, skills_flat, disc_flat, e_flat, sf_flat, u_flat = unpack(theta)
         skills = skills_flat.reshape(m, c) * real[:, None]
+        disc = 1.0 + disc_flat * real
+        emb, sf = e_flat.reshape(d, f), sf_flat.reshape(k, f)
+        loadings = u_flat.reshape(m, f) * real[:, None]
         difficulty = x @ wh + s @ ws + b0[0] + demands @ v
+        factors = x @ emb + s @ sf
+        obs_factors = factors[obs.prompt]
+        obs_loadings = loadings[obs.model]
         logit = (
             ability[obs.model]
             + (skills[obs.model] * obs_demands).sum(axis=1)
-            - difficulty[obs.prompt]
+            - disc[obs.model] * difficulty[obs.prompt]
+            + (obs_loadings * obs_factors).sum(axis=1)
         )
-        p = 1.0 / (1.0 + np.exp(-logit))
+        p = 1.0 / (1.0 + np.exp(-np.clip(logit, -35.0, 35.0)))
         eps = 1e-12
         value = -float(
             (w * (obs.target * np.log(p + eps) + (1 - obs.target) * np.log(1 - p + eps))).sum()
@@ -226,31 +268,49 @@ def _fit_irt(
         value += config.l2_hashed * float(wh @ wh) + config.l2_structural * float(ws @ ws)
         value += config.l2_skills * float((skills**2).sum()) + config.l2_category * float(v @ v)
         value += 1e-6 * float(ability @ ability)
+        value += config.l2_discrimination * float((disc_flat * real) @ disc_flat)
+        value += config.l2_factor_prompt * float((e_flat @ e_flat) + (sf_flat @ sf_flat))
+        value += config.l2_factor_model * float((loadings**2).sum())
         g = w * (p - obs.target)
-        g_diff = -np.bincount(obs.prompt, weights=g, minlength=n)
+        g_diff = -np.bincount(obs.prompt, weights=g * disc[obs.model], minlength=n)
         g_ability = np.bincount(obs.model, weights=g, minlength=m) + 2e-6 * ability
-        g_skills: FloatArray = np.column_stack(
-            [np.bincount(obs.model, weights=g * obs_demands[:, j], minlength=m) for j in range(c)]
-        ).astype(np.float64)
+        g_skills = per_model(g[:, None] * obs_demands)
         g_skills = (g_skills + 2 * config.l2_skills * skills) * real[:, None]
+        by_model = np.bincount(obs.model, weights=g * difficulty[obs.prompt], minlength=m)
+        g_disc = (2 * config.l2_discrimination * disc_flat - by_model) * real
+        g_factors = per_prompt(g[:, None] * obs_loadings)
+        g_emb = xt @ g_factors + 2 * config.l2_factor_prompt * emb
+        g_sf = s.T @ g_factors + 2 * config.l2_factor_prompt * sf
+        g_u = (per_model(g[:, None] * obs_factors) + 2 * config.l2_factor_model * loadings) * real[
+            :, None
+        ]
         grad = np.concatenate(
             [
-                x.T @ g_diff + 2 * config.l2_hashed * wh,
+                xt @ g_diff + 2 * config.l2_hashed * wh,
                 s.T @ g_diff + 2 * config.l2_structural * ws,
                 [g_diff.sum()],
                 demands.T @ g_diff + 2 * config.l2_category * v,
                 g_ability,
                 g_skills.ravel(),
+                g_disc,
+                g_emb.ravel(),
+                g_sf.ravel(),
+                g_u.ravel(),
             ]
         )
         return value, grad
 
     rng = np.random.default_rng(config.seed)
-    theta0 = np.concatenate([np.zeros(cuts[-1] - m * c), rng.normal(0, 0.01, m * c)])
+    theta0 = np.zeros(cuts[-1])
+    theta0[cuts[5] : cuts[6]] = rng.normal(0, 0.01, m * c)
+    # Loadings start small and random so the bilinear term leaves its saddle point at zero.
+    theta0[cuts[9] : cuts[10]] = rng.normal(0, 0.1, m * f)
     theta, value, iterations = lbfgs(loss, theta0, max_iter=config.max_iter)
-    wh, ws, b0, v, ability, skills_flat = unpack(theta)
+    wh, ws, b0, v, ability, skills_flat, disc_flat, e_flat, sf_flat, u_flat = unpack(theta)
     hashed = np.zeros(feats.hashed.shape[1])
     hashed[columns] = wh
+    factor_hashed = np.zeros((feats.hashed.shape[1], f))
+    factor_hashed[columns] = e_flat.reshape(d, f)
     return {
         "hashed": hashed,
         "structural": ws,
@@ -258,6 +318,10 @@ def _fit_irt(
         "category_difficulty": v,
         "ability": ability,
         "skills": skills_flat.reshape(m, c) * real[:, None],
+        "discrimination": 1.0 + disc_flat * real,
+        "factor_hashed": factor_hashed,
+        "factor_structural": sf_flat.reshape(k, f),
+        "loadings": u_flat.reshape(m, f) * real[:, None],
         "loss": value,
         "iterations": iterations,
     }
@@ -294,14 +358,16 @@ def train(
     models = {
         name: {
             "ability": round(float(fit["ability"][i]), 4),
-            "discrimination": 1.0,
+            "discrimination": round(float(fit["discrimination"][i]), 4),
             **{c: round(float(fit["skills"][i, j]), 4) for j, c in enumerate(CATEGORIES)},
+            "factors": [round(float(u), 4) for u in fit["loadings"][i]],
         }
         for i, name in enumerate(obs.models)
         if not obs.pseudo[i]
     }
     meta: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
+        "factors": config.factors,
         "seed": config.seed,
         "difficulty_center": round(float(np.median(difficulty)), 4),
         "difficulty_scale": round(float(np.std(difficulty)) or 1.0, 4),
@@ -320,12 +386,14 @@ def train(
             "iterations": fit["iterations"],
         },
     }
-    embedding = np.column_stack([fit["hashed"], emb_c]).astype(np.float32)
-    structural = np.column_stack([fit["structural"], struct_c]).astype(np.float32)
+    embedding = np.column_stack([fit["hashed"], emb_c, fit["factor_hashed"]]).astype(np.float32)
+    structural = np.column_stack([fit["structural"], struct_c, fit["factor_structural"]]).astype(
+        np.float32
+    )
     return BrainWeights(
         embedding=embedding,
         structural=structural,
-        bias=np.concatenate([[fit["bias"]], bias_c]).astype(np.float32),
+        bias=np.concatenate([[fit["bias"]], bias_c, np.zeros(config.factors)]).astype(np.float32),
         category_difficulty=np.asarray(fit["category_difficulty"], dtype=np.float32),
         structural_mean=feats.structural.mean(axis=0).astype(np.float32),
         demand_mean=demands.mean(axis=0).astype(np.float32),
@@ -333,7 +401,7 @@ def train(
     )
 
 
-def _rating_map(models: dict[str, dict[str, float]], config: TrainConfig) -> dict[str, Any]:
+def _rating_map(models: dict[str, dict[str, Any]], config: TrainConfig) -> dict[str, Any]:
     """Line through two (rating, ability) anchors; a default line when they are absent."""
     (hi_name, hi_rating), (lo_name, lo_rating) = config.rating_anchors
     hi, lo = models.get(hi_name), models.get(lo_name)
