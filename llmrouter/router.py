@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .accounting import Spend, completion_text, measure_spend
 from .backends import BackendClient, client_for
 from .budgets import BudgetUnavailable, Hold, worst_case_usd
 from .cache import ExactCache, cache_key
+from .components import compressor, default_predictor, semantic_cache
 from .errors import (
     BudgetExceeded,
     InvalidRequest,
-    PolicyError,
     StreamInterrupted,
     UnknownBackend,
     UpstreamError,
 )
-from .ledger import CallRecord, SQLiteLedger, open_ledger
+from .ledger import CallRecord, SQLiteLedger, new_request_id, open_ledger
 from .policy import BackendConfig, Policy, load_policy
 from .resilience import Attempt, CallBudget, Retrier
 from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
@@ -49,9 +48,6 @@ from .routing import (
 from .shared import open_budgets, open_shared_state
 from .streaming import AsyncCompletionStream, CompletionStream, StreamAccumulator, replay_chunks
 from .tokens import message_text
-
-if TYPE_CHECKING:
-    from .cache.semantic import SemanticCache
 
 __all__ = ["CallOptions", "Router"]
 
@@ -142,9 +138,9 @@ class Router:
             name: client_for(config) for name, config in self._backends.items()
         }
         self._reference = self.policy.reference_backend
-        self.predictor = predictor if predictor is not None else _default_predictor(self.policy)
+        self.predictor = predictor if predictor is not None else default_predictor(self.policy)
         self.conversations = ConversationMemory(max_entries=10_000)
-        self._compressor = _compressor(self.policy)
+        self._compressor = compressor(self.policy)
         # Replicas share the exact cache, breakers and latency through Redis when the policy
         # names one; otherwise they live in this process (the cache on local disk).
         self.shared = open_shared_state(self.policy)
@@ -162,7 +158,7 @@ class Router:
             self.cache = (
                 ExactCache(cache.path, cache.ttl_s, cache.max_size_mb) if cache.enabled else None
             )
-        self.semantic = _semantic_cache(self.policy, self._clients)
+        self.semantic = semantic_cache(self.policy, self._clients)
         self.ledger: SQLiteLedger | None = (
             open_ledger(self.policy.ledger) if self.policy.ledger.enabled else None
         )
@@ -910,25 +906,6 @@ class Router:
         await self.aclose()
 
 
-def _default_predictor(policy: Policy) -> QualityPredictor:
-    """The learned predictor (weights shipped in the package), or the explainable heuristic."""
-    if policy.routing.predictor == "heuristic":
-        from .routing import HeuristicPredictor
-
-        return HeuristicPredictor()
-    from .brain import LearnedPredictor
-
-    return LearnedPredictor(policy.routing.predictor_weights)
-
-
-def new_request_id() -> str:
-    """``req_`` + 32 hex digits: the time in ms, then 80 random bits (UUIDv7's layout).
-    Unique across replicas, and time-ordered, so the ledgers' unique index on it grows at
-    its end (random ids cost SQLite ~2x per row). The random module reseeds from the OS
-    in every process and after fork; ``os.urandom`` per request would release the GIL."""
-    return f"req_{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
-
-
 def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> None:
     """What a stream's consumer may know before it ends (the sidecar sends it as headers)."""
     stream.request_id = call.request_id
@@ -936,45 +913,6 @@ def _label(stream: CompletionStream | AsyncCompletionStream, call: _Call) -> Non
     stream.complexity = call.decision.complexity
     stream.cache = "miss" if call.key is not None else "off"
     stream.budget_warning = call.hold.warning if call.hold is not None else None
-
-
-def _semantic_cache(policy: Policy, clients: Mapping[str, BackendClient]) -> SemanticCache | None:
-    """The semantic cache, when the policy opts in; embeddings from a backend or local."""
-    config = policy.cache.semantic
-    if not (policy.cache.enabled and config.enabled):
-        return None
-    from .cache.semantic import SemanticCache
-
-    embed = None
-    if config.embedding_backend is not None:
-        backend = policy.backend(config.embedding_backend)
-        client = clients[config.embedding_backend]
-        embed_call = getattr(client, "embed", None)
-        if backend is None or embed_call is None:
-            raise PolicyError(
-                f"cache.semantic.embedding_backend {config.embedding_backend!r} must be an "
-                "OpenAI-compatible backend that serves /v1/embeddings",
-                file=policy.source,
-                key="cache.semantic.embedding_backend",
-            )
-        model, timeout = backend.model, backend.timeout_s
-
-        def embed(texts: Sequence[str]) -> list[list[float]]:
-            data = embed_call({"model": model, "input": list(texts)}, timeout)
-            return [item["embedding"] for item in data["data"]]
-
-    return SemanticCache(
-        config.threshold, embed=embed, max_entries=config.max_entries, ttl=policy.cache.ttl_s
-    )
-
-
-def _compressor(policy: Policy) -> Callable[..., Any] | None:
-    """The compression function, imported only when the policy turns compression on."""
-    if not policy.compression.enabled:
-        return None
-    from .compression import compress
-
-    return compress
 
 
 def _first(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..policy.schema import LedgerConfig
-from .record import COLUMNS, CallRecord
+from .record import COLUMNS, CallRecord, new_request_id
 from .report import SpendReport, spend_report
 from .sqlite import SQLiteLedger
 
@@ -19,6 +19,7 @@ __all__ = [
     "PostgresLedger",
     "SQLiteLedger",
     "SpendReport",
+    "new_request_id",
     "open_ledger",
     "spend_report",
 ]

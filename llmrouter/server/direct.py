@@ -18,9 +18,9 @@ import orjson
 from ..backends import error_for_status, parse_retry_after
 from ..backends.http11 import async_client
 from ..errors import InvalidRequest, NoBackendAvailable, UnknownBackend, UpstreamError
-from ..ledger import CallRecord
+from ..ledger import CallRecord, new_request_id
 from ..policy import BackendConfig
-from ..router import Router, new_request_id
+from ..router import Router
 from ..tokens import count_text_tokens
 from .replies import Reply, StreamReply
 from .wire import KNOB_HEADERS, header_knob, json_bytes, parse_json_object
