@@ -62,19 +62,27 @@ def _ensure_cache_dir() -> None:
 
 @lru_cache(maxsize=8)
 def _get_encoding(name: str) -> tiktoken.Encoding:
-    """Our own instance of the encoding, made lean: tiktoken keeps a Python copy of the
-    200k-entry rank table only to pickle the encoding, which we never do (~24 MB for o200k);
-    the freed heap goes back to the system (glibc) so the sidecar's RSS shows it."""
+    """The process's instance of the encoding, made lean: tiktoken keeps a Python copy of the
+    200k-entry rank table only to pickle an unregistered encoding by value (~24 MB for
+    o200k); ours is registered, so it pickles by name. The freed heap goes back to the
+    system (glibc) so the sidecar's RSS shows it. Any surprise in tiktoken's internals
+    falls back to its own loader."""
     with _lock:
         _ensure_cache_dir()
         import tiktoken
-        from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
+        import tiktoken.registry
 
-        constructor = ENCODING_CONSTRUCTORS.get(name)
-        if constructor is None:
+        existing = tiktoken.registry.ENCODINGS.get(name)
+        if existing is not None:
+            return existing
+        try:
+            from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
+
+            encoding = tiktoken.Encoding(**ENCODING_CONSTRUCTORS[name]())
+            del encoding._mergeable_ranks
+        except (ImportError, KeyError, AttributeError):
             return tiktoken.get_encoding(name)
-        encoding = tiktoken.Encoding(**constructor())
-        del encoding._mergeable_ranks
+        encoding = tiktoken.registry.ENCODINGS.setdefault(name, encoding)
         _return_freed_memory()
         return encoding
 

@@ -341,3 +341,98 @@ async def test_backend_client_reads_plain_and_gzipped_answers() -> None:
         assert await client.acomplete({"q": "plain"}, timeout=5) == {"ok": True}
         assert await client.acomplete({"q": "zip"}, timeout=5) == {"answer": "zipped"}
         await client.aclose()
+
+
+async def test_interim_1xx_answers_are_skipped() -> None:
+    """A 103 Early Hints is not the answer: the 200 behind it is, and it is not left on the
+    connection for the next request to read."""
+
+    async def hints_first(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.02)  # the real answer comes in a later packet
+        writer.write(OK)
+        return True
+
+    async with RawServer(hints_first) as server:
+        client = httpx.AsyncClient(transport=LeanAsyncTransport())
+        for _ in range(2):
+            response = await client.post(server.url, json={})
+            assert response.status_code == 200 and response.json() == {"ok": True}
+            assert "link" not in response.headers
+        assert server.connections == 1
+        await client.aclose()
+
+
+async def test_an_answer_without_length_ends_with_its_connection() -> None:
+    async def close_delimited(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"ok":true}')
+        return False  # the close marks the end of the body
+
+    async with RawServer(close_delimited) as server:
+        client = httpx.AsyncClient(transport=LeanAsyncTransport())
+        for _ in range(2):
+            assert (await client.post(server.url, json={})).json() == {"ok": True}
+        assert server.connections == 2
+        await client.aclose()
+
+
+async def test_bytes_on_an_idle_connection_retire_it() -> None:
+    """A server that says '408' on an idle keep-alive connection before closing it: the next
+    request goes out on a fresh connection instead of reading that 408."""
+
+    async def timeout_notice(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(
+            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        )
+        return True
+
+    async with RawServer(timeout_notice) as server:
+        client = httpx.AsyncClient(transport=LeanAsyncTransport())
+        assert (await client.post(server.url, json={})).status_code == 200
+        await asyncio.sleep(0.1)
+        assert (await client.post(server.url, json={})).status_code == 200
+        assert server.connections == 2 and len(server.requests) == 2
+        await client.aclose()
+
+
+async def test_a_wakeup_is_passed_on_when_its_waiter_was_cancelled() -> None:
+    """With one connection, B and C wait; A finishes and wakes B, whose client disconnects in
+    that same loop turn. C must get the connection, not wait out its pool timeout."""
+
+    async def slow_ok(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.1)
+        writer.write(OK)
+        return True
+
+    async with RawServer(slow_ok) as server:
+        transport = LeanAsyncTransport(httpx.Limits(max_connections=1))
+        client = httpx.AsyncClient(transport=transport)
+        a = asyncio.ensure_future(client.post(server.url, json={}))
+        await asyncio.sleep(0.03)
+        b = asyncio.ensure_future(client.post(server.url, json={}))
+        c = asyncio.ensure_future(
+            client.post(server.url, json={}, timeout=httpx.Timeout(5, pool=2))
+        )
+        await asyncio.sleep(0.03)
+        pool = next(iter(transport._pools.values()))
+        wake = pool._wake_one
+
+        def wake_then_cancel_b() -> None:
+            woken = bool(pool.waiting)
+            wake()
+            if woken and not b.done():
+                b.cancel()
+                pool._wake_one = wake  # only the first wake-up is sabotaged
+
+        pool._wake_one = wake_then_cancel_b  # type: ignore[method-assign]
+        assert (await a).status_code == 200
+        with pytest.raises(asyncio.CancelledError):
+            await b
+        done, _ = await asyncio.wait({c}, timeout=10)  # without the hand-on, C waits 30 s
+        assert c in done and c.result().status_code == 200
+        assert pool.open == 1
+        await client.aclose()

@@ -512,3 +512,14 @@ def test_cli_refuses_public_bind_and_missing_key_env(tmp_path: Path):
     )
     assert result.returncode == 2
     assert "UNSET_SIDECAR_KEY_ENV" in result.stderr
+
+
+def test_header_values_cannot_carry_control_characters() -> None:
+    """A budget warning names the caller's user or tag; a newline in one must not break
+    (or split) the response's headers."""
+    from llmrouter.server.wire import header_value
+
+    assert header_value("per-user: $0.20 of $0.10 (user a\r\nx-evil: 1)") == (
+        "per-user: $0.20 of $0.10 (user a??x-evil: 1)"
+    )
+    assert header_value("ünïcode stays") == "ünïcode stays"

@@ -35,11 +35,15 @@ _LOW_WATER = 1 << 18
 
 def upstream_transport(limits: httpx.Limits, url: str) -> httpx.AsyncBaseTransport:
     """The transport for calls to ``url``: httpx's own when a proxy from the environment
-    applies to it (HTTP(S)_PROXY, NO_PROXY) or when ``LLMROUTER_HTTP_TRANSPORT=httpcore``;
-    otherwise the lean one when httptools is installed (the ``server`` extra)."""
+    applies to it (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) or with
+    ``LLMROUTER_HTTP_TRANSPORT=httpcore``; otherwise the lean one when httptools is
+    installed (the ``server`` extra)."""
     parts = urlsplit(url)
-    proxy = getproxies().get(parts.scheme)
-    if proxy and not proxy_bypass(parts.hostname or ""):
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    # NO_PROXY entries may name a host, a host:port or an IPv6 address.
+    hosts = (parts.netloc.rpartition("@")[2], parts.hostname or "")
+    if proxy and not any(proxy_bypass(host) for host in hosts if host):
         return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
     if _lean_available():
         return LeanAsyncTransport(limits)
@@ -163,20 +167,32 @@ class _Pool:
             await self._wait_for_slot(pool_timeout)
         self.open += 1
         try:
-            return await self._connect(connect_timeout)
+            connection = await self._connect(connect_timeout)
         except BaseException:
             self.open -= 1
             self._wake_one()
             raise
+        if connection.closed:  # closed before it was ever ours (a late cancel or timeout)
+            self.open -= 1
+            self._wake_one()
+            raise httpx.ConnectError(f"the connection to {self.host}:{self.port} closed at once")
+        connection.counted = True
+        return connection
 
     async def _wait_for_slot(self, timeout: float | None) -> None:
         waiter: asyncio.Future[None] = self.loop.create_future()
         self.waiting.append(waiter)
         handle = (
-            self.loop.call_later(timeout, _expire, waiter, httpx.PoolTimeout) if timeout else None
+            self.loop.call_later(timeout, _expire, waiter, httpx.PoolTimeout)
+            if timeout is not None
+            else None
         )
         try:
             await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake_one()  # woken, then cancelled in the same turn: pass the slot on
+            raise
         finally:
             if handle is not None:
                 handle.cancel()
@@ -212,7 +228,9 @@ class _Pool:
             connection.discard()
 
     def forget(self, connection: _Connection) -> None:
-        """A connection closed: free its slot."""
+        """A connection closed: free its slot (if it ever held one)."""
+        if not connection.counted:
+            return
         self.open -= 1
         if connection in self.idle:
             self.idle.remove(connection)
@@ -241,9 +259,13 @@ class _Connection(asyncio.Protocol):
         self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        self.counted = False  # holds one of the pool's slots (set once connected)
+        self.busy = False  # an exchange is in flight
         self.idle_since = 0.0
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # the answer says where it ends (content-length or chunked)
+        self.interim = False  # a 1xx answer is being read; the real one follows
         self.head_done = False
         self.complete = False
         self.reusable = False
@@ -259,6 +281,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self.busy:  # bytes on an idle connection (a 408 before closing, say)
+            self.discard()
+            return
         try:
             self.parser.feed_data(data)
         except Exception as exc:  # httptools' parser errors: the peer broke HTTP/1.1
@@ -269,15 +294,32 @@ class _Connection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.pool.forget(self)
+        if self.head_done and not self.complete and not self.framed and exc is None:
+            # An answer with neither a length nor chunks ends where the connection does.
+            self.complete = True
+            self._wake()
         if not self.complete:
             self._fail(httpx.ReadError("the server closed the connection mid-response"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length" or (
+            lowered == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self.framed = True
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints, ...
+            self.interim = True
+            self.headers = []
+            self.framed = False
+            return
+        self.status = status
+        if status in (204, 304):
+            self.framed = True  # no body, whatever the headers say
         self.head_done = True
         self._wake()
 
@@ -290,6 +332,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:  # the end of a 1xx answer, not of the exchange
+            self.interim = False
+            return
         self.complete = True
         self.reusable = self.parser.should_keep_alive()
         self._wake()
@@ -299,6 +344,7 @@ class _Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes) -> None:
         if self.closed or self.transport.is_closing():
             raise httpx.WriteError("the connection closed before the request was sent")
+        self.busy = True
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
@@ -355,6 +401,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers = []
         self.head_done = self.complete = self.reusable = False
+        self.busy = self.framed = self.interim = False
         self.error = None
         self.chunks.clear()
         self.buffered = 0

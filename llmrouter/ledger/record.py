@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -49,6 +50,11 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
 def new_request_id() -> str:
     """``req_`` + 32 hex digits: the time in ms, then 80 random bits (UUIDv7's layout).
     Unique across replicas, and time-ordered, so the ledgers' unique index on it grows at
-    its end (random ids cost SQLite ~2x per row). The random module reseeds from the OS
-    in every process and after fork; ``os.urandom`` per request would release the GIL."""
-    return f"req_{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+    its end (random ids cost SQLite ~2x per row). A private generator, seeded from the OS
+    and again after fork (so ``random.seed()`` in the host app cannot repeat ids);
+    ``os.urandom`` per request would release the GIL."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{_ids.getrandbits(80):020x}"
+
+
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)

@@ -16,7 +16,7 @@ from ..responses import ChatCompletion, ChatCompletionChunk, RouterInfo
 from ..router import Router
 from ..streaming import AsyncCompletionStream, CompletionStream
 from .replies import Reply, StreamReply, SyncStreamReply
-from .wire import ChatRequest, error_payload, json_bytes, parse_chat, router_headers
+from .wire import ChatRequest, error_payload, header_value, json_bytes, parse_chat, router_headers
 
 __all__ = ["achat", "chat"]
 
@@ -88,7 +88,7 @@ def _stream_headers(stream: AsyncCompletionStream | CompletionStream) -> list[tu
     if stream.request_id:
         headers.append(("x-llmrouter-request-id", stream.request_id))
     if stream.budget_warning:  # a soft budget is over its limit
-        headers.append(("x-llmrouter-budget-warning", stream.budget_warning))
+        headers.append(("x-llmrouter-budget-warning", header_value(stream.budget_warning)))
     return headers
 
 

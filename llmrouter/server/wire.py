@@ -6,6 +6,7 @@ same way and answer with the same bytes. Nothing here touches a socket.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,8 +224,17 @@ def router_headers(info: RouterInfo) -> list[tuple[str, str]]:
         ("x-llmrouter-request-id", info.request_id),
     ]
     if info.budget_warning:  # a soft budget is over its limit
-        headers.append(("x-llmrouter-budget-warning", info.budget_warning))
+        headers.append(("x-llmrouter-budget-warning", header_value(info.budget_warning)))
     return headers
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_value(text: str) -> str:
+    """Text fit for a header value: a warning names the caller's user or tag, and a control
+    character in one (``"user": "a\\nb"``) would otherwise break the response."""
+    return _CONTROL.sub("?", text)
 
 
 def error_payload(exc: BaseException) -> tuple[int, bytes, list[tuple[str, str]]]:
