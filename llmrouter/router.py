@@ -120,6 +120,7 @@ class _Call:
     tokens_before_compression: int | None = None
     compression_saved_usd: float = 0.0
     hold: Hold | None = None  # the budget reservation, settled when the call is recorded
+    plan: list[str] | None = None  # the backends to try, in order (see Router._plan)
 
 
 class Router:
@@ -309,11 +310,16 @@ class Router:
         )
 
     def _plan(self, call: _Call) -> list[str]:
-        """The backends to try, in order: the choice, then fallbacks (not for a pinned call)."""
-        fallback = self.policy.fallback
-        if call.decision.pinned or not fallback.enabled:
-            return [call.decision.backend]
-        return [call.decision.backend, *call.decision.fallbacks()][: fallback.max_backends]
+        """The backends to try, in order: the choice, then fallbacks (not for a pinned call).
+        Worked out once per call (the budget reservation needs it before the call does)."""
+        if call.plan is None:
+            fallback = self.policy.fallback
+            if call.decision.pinned or not fallback.enabled:
+                call.plan = [call.decision.backend]
+            else:
+                backends = [call.decision.backend, *call.decision.fallbacks()]
+                call.plan = backends[: fallback.max_backends]
+        return call.plan
 
     def _cache_lookup(self, call: _Call) -> dict[str, Any] | None:
         """The exact cache first; then, if the policy opts in, the guarded semantic cache,

@@ -102,7 +102,7 @@ class SQLiteLedger(BatchedLedger):
     def _values(self, record: CallRecord) -> tuple[Any, ...]:
         # getattr, not dataclasses.asdict: asdict deep-copies every field (~50 µs a row).
         row = [getattr(record, column) for column in COLUMNS]
-        row[_TAGS] = json.dumps(record.tags)
+        row[_TAGS] = json.dumps(record.tags) if record.tags else "[]"
         row[_STREAM] = int(record.stream)
         return tuple(row)
 
