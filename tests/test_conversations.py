@@ -28,7 +28,7 @@ def turn(router: Router, messages: list[dict[str, Any]]) -> tuple[str, list[dict
 def test_easy_follow_up_stays_on_the_strong_backend(router: Router) -> None:
     backend, history = turn(router, list(PROOF))
     assert backend == "large"
-    follow_up = [*history, {"role": "user", "content": "Thanks!"}]
+    follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
     # A fresh conversation with the same short question would go to the cheap backend...
     assert router.route([follow_up[-1]]).backend == "small"
     # ...but this one stays where its history is cached.
@@ -68,4 +68,4 @@ def test_stickiness_can_be_turned_off(make_policy: PolicyFactory, upstream: Upst
         )
     )
     _, history = turn(router, list(PROOF))
-    assert router.route([*history, {"role": "user", "content": "Thanks!"}]).backend == "small"
+    assert router.route([*history, {"role": "user", "content": "Nice, thanks."}]).backend == "small"
