@@ -18,8 +18,8 @@ from typing import Any
 import hiredis
 import redis.exceptions
 
-from ..ledger.batching import RowBuffer
 from ..shared.pipelined import PipelinedRedis, RedisUnavailable, supports
+from ..write_behind import RowBuffer
 from .counters import BudgetUnavailable, ReserveResult
 
 __all__ = ["SETTLE_S", "RedisCounters"]

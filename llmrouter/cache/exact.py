@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..write_behind import RowBuffer
+
 __all__ = ["ExactCache", "cache_key"]
 
 logger = logging.getLogger("llmrouter")
@@ -54,15 +56,11 @@ def cache_key(
 class ExactCache:
     """diskcache on local disk, with a TTL; safe across threads and processes.
 
-    Writes go to one writer thread, so a miss does not pay for a SQLite write on the
-    request path; until written, an entry is served from a small in-memory map of
-    pending writes. The writer wakes every ``LINGER_S`` and stores what is pending in
-    one transaction: waking per entry made the request thread wait for the GIL each
-    time it released it (tiktoken does, on every request). ``flush()`` waits for what
-    was put before it; ``close()`` flushes first.
+    Writes go behind the request path (:mod:`llmrouter.write_behind`): one writer thread
+    stores each batch of answers in one diskcache transaction (~58 µs an entry, against
+    ~124 µs for a lone ``set``). Until written, an answer is served from a small map of
+    pending writes. ``flush()`` waits for what was put before it; ``close()`` flushes first.
     """
-
-    LINGER_S = 0.02
 
     def __init__(self, path: str | Path, ttl_s: float | None, max_size_mb: int = 512) -> None:
         import diskcache
@@ -77,12 +75,8 @@ class ExactCache:
         )
         self.ttl_s = ttl_s
         self._pending: dict[str, dict[str, Any]] = {}
+        self._buffer = RowBuffer()
         self._lock = threading.Lock()
-        self._written = threading.Condition(self._lock)
-        self._wake = threading.Event()
-        self._put_count = 0  # puts so far
-        self._done_count = 0  # puts whose batch the writer has finished
-        self._stopping = False
         self._writer: threading.Thread | None = None
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -95,47 +89,35 @@ class ExactCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         with self._lock:
             self._pending[key] = value
-            self._put_count += 1
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="llmrouter-cache", daemon=True
-                )
-                self._writer.start()
+        self._buffer.put((key, value))
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_loop, name="llmrouter-cache", daemon=True
+                    )
+                    self._writer.start()
 
     def flush(self) -> None:
-        with self._written:
-            if self._writer is None:
-                return
-            target = self._put_count
-            self._wake.set()
-            while (
-                self._done_count < target and self._writer is not None and self._writer.is_alive()
-            ):
-                self._written.wait(timeout=1.0)
+        if self._writer is not None:
+            self._buffer.flush()
 
     def _write_loop(self) -> None:
         while True:
-            self._wake.wait(self.LINGER_S)
-            self._wake.clear()
-            with self._lock:
-                batch = dict(self._pending)
-                covered = self._put_count
-                stopping = self._stopping
+            batch, markers = self._buffer.take()
             if batch:
                 self._store(batch)
-            with self._written:
-                for key, value in batch.items():
-                    if self._pending.get(key) is value:
-                        del self._pending[key]
-                self._done_count = covered
-                self._written.notify_all()
-            if stopping:
+                with self._lock:  # a newer answer put meanwhile stays pending
+                    for key, value in batch:
+                        if self._pending.get(key) is value:
+                            del self._pending[key]
+            if self._buffer.settle(markers):
                 return
 
-    def _store(self, batch: dict[str, dict[str, Any]]) -> None:
+    def _store(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         try:
             with self._cache.transact():
-                for key, value in batch.items():
+                for key, value in batch:
                     self._cache.set(key, value, expire=self.ttl_s)
         except Exception as exc:  # a full disk must not stop later writes
             logger.warning("exact cache write failed, %d entries dropped: %s", len(batch), exc)
@@ -149,13 +131,8 @@ class ExactCache:
         return len(self._cache)
 
     def close(self) -> None:
-        writer = self._writer
+        writer, self._writer = self._writer, None
         if writer is not None:
-            with self._lock:
-                self._stopping = True
-            self._wake.set()
+            self._buffer.stop().done.wait()
             writer.join()
-            with self._written:
-                self._writer = None
-                self._written.notify_all()
         self._cache.close()
