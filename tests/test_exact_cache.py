@@ -4,11 +4,14 @@ request path, durable after flush() and close(), and a failing disk loses only t
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from llmrouter.cache.exact import ExactCache
+from llmrouter.cache.presence import KeyFilter
 
 
 def answer(n: int) -> dict[str, object]:
@@ -87,4 +90,92 @@ def test_a_failing_write_is_logged_and_later_writes_still_land(
     cache.put("kept", answer(2))
     cache.flush()
     assert cache._cache.get("kept") == answer(2)
+    cache.close()
+
+
+# --- the key filter: misses skip the disk, other processes' entries are still found ---------
+
+
+def test_the_key_filter_never_forgets_a_key_and_rarely_claims_one() -> None:
+    known = KeyFilter(expected_keys=20_000)
+    stored = [f"{n:064x}" for n in range(20_000)]
+    for key in stored:
+        known.add(key)
+    assert all(key in known for key in stored)
+    claimed = sum(f"other-{n}" in known for n in range(20_000))
+    assert claimed < 0.02 * 20_000
+    assert not known.full
+    for n in range(known.capacity):
+        known.add(f"more-{n}")
+    assert known.full
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def test_a_miss_does_not_read_the_disk_once_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ExactCache(tmp_path, ttl_s=None)
+    cache.put("stored", answer(1))
+    cache.flush()
+    assert cache.indexed.wait(5)
+    reads: list[str] = []
+    real_get = cache._cache.get
+
+    def counted(key: str, default: object = None) -> object:
+        reads.append(key)
+        return real_get(key, default)
+
+    monkeypatch.setattr(cache._cache, "get", counted)
+    assert [cache.get(f"new-{n}") for n in range(200)] == [None] * 200
+    assert len(reads) <= 10  # only the filter's rare false positives go to disk
+    assert cache.get("stored") == answer(1)
+    assert reads[-1] == "stored"
+    cache.close()
+
+
+def test_entries_another_process_stores_are_found(tmp_path: Path) -> None:
+    reader = ExactCache(tmp_path, ttl_s=None)
+    assert reader.indexed.wait(5)
+    writer = ExactCache(tmp_path, ttl_s=None)  # stands in for another worker on the same disk
+    writer.put("from-elsewhere", answer(7))
+    writer.flush()
+    assert wait_until(lambda: reader.get("from-elsewhere") == answer(7))
+    writer.close()
+    reader.close()
+
+
+def test_a_clear_elsewhere_then_new_entries_are_found(tmp_path: Path) -> None:
+    reader = ExactCache(tmp_path, ttl_s=None)
+    writer = ExactCache(tmp_path, ttl_s=None)
+    for n in range(50):
+        writer.put(f"old-{n}", answer(n))
+    writer.flush()
+    assert wait_until(lambda: reader.get("old-49") == answer(49))
+    writer.clear()  # row ids start again from 1: below what the reader has seen
+    writer.put("after-clear", answer(99))
+    writer.flush()
+    assert wait_until(lambda: reader.get("after-clear") == answer(99))
+    assert reader.get("old-3") is None
+    writer.close()
+    reader.close()
+
+
+def test_expired_entries_are_culled_by_the_index_thread(tmp_path: Path) -> None:
+    cache = ExactCache(tmp_path, ttl_s=0.05)
+    for n in range(20):
+        cache.put(f"k{n}", answer(n))
+    cache.flush()
+    assert len(cache._cache) == 20
+    time.sleep(0.1)
+    assert cache.get("k1") is None  # expired: never served
+    cache._cull()
+    assert len(cache._cache) == 0
     cache.close()
