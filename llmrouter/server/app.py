@@ -122,15 +122,57 @@ class ServerApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        method: str = scope["method"]
-        public = self._public.get(path)
-        if public is not None:
-            await _send_reply(send, public())
-            return
-        if self.dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
-            await self.dashboard(scope, receive, send)
+        dashboard = self.dashboard_for(path)
+        if dashboard is not None:
+            await dashboard(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        route = self._route(scope["method"], path, headers)
+        if isinstance(route, Reply):
+            await _send_reply(send, route)
+            return
+        endpoint, handler = route
+        try:
+            raw = await self._read_body(headers, receive)
+        except LLMRouterError as exc:
+            reply = _error_reply(exc)
+            self.metrics.response(endpoint, reply.status)
+            await _send_reply(send, reply)
+            return
+        except _ClientGone:
+            self.metrics.response(endpoint, 499)
+            return
+        await self._serve(endpoint, handler, raw, headers, receive, send)
+
+    async def respond(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Reply | StreamReply:
+        """One request whose body is in hand: the entry point of the native HTTP server
+        (:mod:`llmrouter.server.protocol`), which cancels this task if the client leaves."""
+        route = self._route(method, path, headers)
+        if isinstance(route, Reply):
+            return route
+        endpoint, handler = route
+        try:
+            return await self._run(endpoint, handler, body, headers)
+        except asyncio.CancelledError:
+            self.metrics.response(endpoint, 499)
+            raise
+
+    def dashboard_for(self, path: str) -> DashboardApp | None:
+        """The dashboard (an ASGI app of its own) if it serves ``path``."""
+        if self.dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            return self.dashboard
+        return None
+
+    def _route(
+        self, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[str, Handler] | Reply:
+        """The endpoint and handler of a call, after the key check; or the whole reply
+        (public pages, GET endpoints, refusals)."""
+        public = self._public.get(path)
+        if public is not None:
+            return public()
         headers.pop(_KEY_ID, None)
         post = self._posts.get(path)
         get = self._gets.get(path) if post is None else None
@@ -147,22 +189,30 @@ class ServerApp:
             if get is not None:
                 if method not in ("GET", "HEAD"):
                     raise _MethodNotAllowed(f"{path} takes GET")
-                reply = get()
-                await _send_reply(send, reply)
-                return
+                return get()
             if method != "POST":
                 raise _MethodNotAllowed(f"{path} takes POST")
-            raw = await self._read_body(headers, receive)
         except LLMRouterError as exc:
             reply = _error_reply(exc)
             self.metrics.response(endpoint, reply.status)
-            await _send_reply(send, reply)
-            return
-        except _ClientGone:
-            self.metrics.response(endpoint, 499)
-            return
+            return reply
         assert post is not None
-        await self._serve(endpoint, post, raw, headers, receive, send)
+        return endpoint, post
+
+    async def _run(
+        self, endpoint: str, handler: Handler, raw: bytes, headers: dict[str, str]
+    ) -> Reply | StreamReply:
+        try:
+            reply = await handler(raw, headers)
+        except LLMRouterError as exc:
+            reply = _error_reply(exc)
+        if isinstance(reply, Reply):
+            self.metrics.response(endpoint, reply.status)
+            if reply.info is not None:
+                self.metrics.call(reply.info)
+        else:
+            self.metrics.response(endpoint, 200)
+        return reply
 
     async def _serve(
         self,
@@ -178,18 +228,11 @@ class ServerApp:
         assert task is not None
         watcher = _DisconnectWatcher(receive, task)
         try:
-            try:
-                reply = await handler(raw, headers)
-            except LLMRouterError as exc:
-                reply = _error_reply(exc)
+            reply = await self._run(endpoint, handler, raw, headers)
             if isinstance(reply, Reply):
-                self.metrics.response(endpoint, reply.status)
-                if reply.info is not None:
-                    self.metrics.call(reply.info)
                 await _send_reply(send, reply)
-                return
-            self.metrics.response(endpoint, 200)
-            await _send_stream(send, reply)
+            else:
+                await _send_stream(send, reply)
         except asyncio.CancelledError:
             if not watcher.fired:
                 raise
@@ -240,11 +283,17 @@ class ServerApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
-                    await self.direct.aclose()
-                    await self.router.aclose()
+                    await self.aclose()
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def aclose(self) -> None:
+        """Close the upstream clients and the Router (flushing its ledger and cache)."""
+        try:
+            await self.direct.aclose()
+        finally:
+            await self.router.aclose()
 
 
 class _DisconnectWatcher:

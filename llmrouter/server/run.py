@@ -1,4 +1,5 @@
-"""Starting the sidecar: safety checks, then uvicorn (httptools + uvloop when installed)."""
+"""Starting the sidecar: safety checks, then the native HTTP/1.1 server (``listen``), or
+uvicorn when ``LLMROUTER_SERVER=uvicorn`` (the ASGI app is the same ``ServerApp``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .auth import ApiKeys
 __all__ = ["app_from_env", "build_app", "check_bind", "serve"]
 
 _POLICY_ENV = "LLMROUTER_POLICY"
+_SERVER_ENV = "LLMROUTER_SERVER"  # "native" (default) or "uvicorn"
 
 
 def is_loopback(host: str) -> bool:
@@ -57,10 +59,31 @@ def serve(
     allow_unauthenticated: bool = False,
     log_level: str = "info",
 ) -> None:
-    import uvicorn
-
     loaded = load_policy(policy)
     check_bind(host, ApiKeys(loaded.server.api_keys_env), allow_unauthenticated)
+    logging.getLogger("llmrouter").setLevel(log_level.upper())
+    if os.environ.get(_SERVER_ENV, "native") == "uvicorn":
+        _serve_uvicorn(policy, loaded, host, port, workers, log_level)
+        return
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=log_level.upper())
+    from . import listen
+
+    listen.run(
+        lambda: ServerApp(Router(loaded)),
+        host,
+        port,
+        workers,
+        graceful_s=loaded.server.graceful_shutdown_s,
+        keep_alive_s=loaded.server.keep_alive_s,
+    )
+
+
+def _serve_uvicorn(
+    policy: str | None, loaded: Policy, host: str, port: int, workers: int, log_level: str
+) -> None:
+    import uvicorn
+
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -70,9 +93,9 @@ def serve(
         "access_log": False,
         "log_level": log_level,
         "server_header": False,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": int(loaded.server.graceful_shutdown_s),
+        "timeout_keep_alive": int(max(loaded.server.keep_alive_s, 1)),
     }
-    logging.getLogger("llmrouter").setLevel(log_level.upper())
     if workers > 1:
         if policy is not None:
             os.environ[_POLICY_ENV] = str(Path(policy).resolve())

@@ -1,0 +1,168 @@
+"""The sidecar's listening socket, its worker processes, signals and graceful shutdown.
+
+One worker serves on the event loop of this process (uvloop when installed). With
+``--workers N`` the socket is bound once and N processes are forked to accept on it
+(pre-fork, so the kernel spreads connections and no port is shared by accident); the
+parent only supervises: a worker that dies is replaced, SIGTERM/SIGINT stop them all.
+Each worker builds its own Router after the fork, so no thread or connection crosses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+from ..errors import LLMRouterError
+from .app import ServerApp
+from .protocol import ConnectionSet, HttpProtocol
+
+__all__ = ["bind", "run"]
+
+log = logging.getLogger("llmrouter.server")
+
+_BACKLOG = 2048
+_STARTUP_GRACE_S = 3.0  # a worker that fails sooner cannot start: stop, do not loop
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for ``host:port`` (IPv4 or IPv6, as the address resolves)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(
+    build_app: Callable[[], ServerApp],
+    host: str,
+    port: int,
+    workers: int = 1,
+    graceful_s: float = 10.0,
+    keep_alive_s: float = 5.0,
+) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests get ``graceful_s`` to finish."""
+    if workers > 1 and not hasattr(os, "fork"):
+        raise RuntimeError("--workers above 1 needs os.fork (not available on this platform)")
+    sock = bind(host, port)
+    where = f"http://{host}:{sock.getsockname()[1]}"
+    try:
+        if workers == 1:
+            log.info("llmrouter serving on %s", where)
+            _worker(build_app, sock, graceful_s, keep_alive_s)
+        else:
+            log.info("llmrouter serving on %s with %d workers", where, workers)
+            _supervise(build_app, sock, workers, graceful_s, keep_alive_s)
+    finally:
+        sock.close()
+
+
+def _worker(
+    build_app: Callable[[], ServerApp], sock: socket.socket, graceful_s: float, keep_alive_s: float
+) -> None:
+    app = build_app()
+    main = _serve(app, sock, graceful_s, keep_alive_s)
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
+async def _serve(
+    app: ServerApp, sock: socket.socket, graceful_s: float, keep_alive_s: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    connections = ConnectionSet(keep_alive_s)
+    server = await loop.create_server(
+        lambda: HttpProtocol(app, connections), sock=sock, backlog=_BACKLOG
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        connections.stop()
+        if not await connections.drained(graceful_s):
+            log.warning(
+                "%d connection(s) still busy after %.0f s; closing them",
+                len(connections.open),
+                graceful_s,
+            )
+            connections.abort()
+        await app.aclose()
+
+
+def _supervise(
+    build_app: Callable[[], ServerApp],
+    sock: socket.socket,
+    workers: int,
+    graceful_s: float,
+    keep_alive_s: float,
+) -> None:
+    started: dict[int, float] = {}
+    stopping = failed = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                _worker(build_app, sock, graceful_s, keep_alive_s)
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        started[pid] = time.monotonic()
+
+    def stop_all(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    for _ in range(workers):
+        spawn()
+    while started:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        born = started.pop(pid, None)
+        if stopping or born is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
+        if code > 0 and time.monotonic() - born < _STARTUP_GRACE_S:
+            log.error("worker %d failed while starting (exit code %d); stopping", pid, code)
+            failed = True
+            stop_all(signal.SIGTERM, None)
+            continue
+        log.warning("worker %d exited (code %d); starting another", pid, code)
+        spawn()
+    if failed:
+        raise LLMRouterError("a worker could not start; see the log above")
