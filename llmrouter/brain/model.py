@@ -10,26 +10,39 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import mul, sub
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .features import HASH_BITS, STRUCTURAL_NAMES, hashed_ngrams, structural_features
+from .features import (
+    HASH_BITS,
+    STRUCTURAL_NAMES,
+    hashed_ngram_list,
+    hashed_ngrams,
+    structural_features,
+)
 
-__all__ = ["CATEGORIES", "DEFAULT_WEIGHTS", "BrainWeights", "PromptState"]
+__all__ = ["CATEGORIES", "DEFAULT_WEIGHTS", "SHORT_PROMPT_TOKENS", "BrainWeights", "PromptState"]
 
 CATEGORIES: tuple[str, ...] = ("math", "code", "reasoning", "knowledge", "chat")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default"
+# Up to this many tokens (given as a list or tuple) the n-gram buckets are hashed with Python
+# ints: below it numpy's per-call overhead costs more than the Python loop (measured with
+# benchmarks/bench_predictor.py; the crossover on the development machine is ~100 tokens).
+SHORT_PROMPT_TOKENS = 64
+_END = 1 + len(CATEGORIES)  # logits: difficulty, the demand categories, then the factors
+assert len(CATEGORIES) == 5, "state_values unrolls the softmax over the five categories"
 
 
-@dataclass(frozen=True)
-class PromptState:
+class PromptState(NamedTuple):
     """What ``probability()`` needs from a profiled prompt: difficulty, demands, factors.
 
     ``factors`` is the prompt's low-rank embedding; a backend's ``factors`` loadings dot it
-    (prompt x model interaction). Empty for weights trained without factors.
+    (prompt x model interaction). Empty for weights trained without factors. A named tuple:
+    one is built per request, and it costs a third of a frozen dataclass.
     """
 
     difficulty: float
@@ -53,6 +66,44 @@ class BrainWeights:
     structural_mean: NDArray[np.float32]
     demand_mean: NDArray[np.float32]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Lay the arrays out for ``state()`` (called on construction; again after editing them).
+
+        The structural weights and the bias are stored as extra rows under the n-gram
+        embedding (``embedding`` stays a view of its first rows, so memory stays flat): one
+        gather and one dot product then give every logit, and the small dense parts that
+        follow (softmax over the demands, named contributions) run on Python floats, where a
+        14-element numpy operation would cost ~1 µs each.
+        """
+        rows = self.embedding.shape[0]
+        k = min(len(STRUCTURAL_NAMES), self.structural.shape[0])
+        extended = np.empty((rows + k + 1, self.embedding.shape[1]), dtype=np.float32)
+        extended[:rows] = self.embedding
+        extended[rows : rows + k] = self.structural[:k]
+        extended[rows + k] = self.bias
+        self._extended = extended
+        self.embedding = extended[:rows]
+        self._n_struct = k
+        self._extra = list(range(rows, rows + k + 1))
+        self._extra_array = np.arange(rows, rows + k + 1, dtype=np.int64)
+        n = min(k, self.structural_mean.shape[0])
+        self._names = (*STRUCTURAL_NAMES[:n], *CATEGORIES, "wording")
+        self._struct_w0 = [float(w) for w in self.structural[:k, 0]]
+        self._struct_mean = [float(m) for m in self.structural_mean[:n]]
+        self._struct_w0_mean = [
+            w * m for w, m in zip(self._struct_w0, self._struct_mean, strict=False)
+        ]
+        self._cat_diff = [float(v) for v in self.category_difficulty]
+        self._cat_diff_mean = [
+            v * float(m) for v, m in zip(self._cat_diff, self.demand_mean, strict=True)
+        ]
+        self._bias_wording = float(self.bias[0]) + float(self.meta.get("wording_mean", 0))
+        self._center = float(self.meta.get("difficulty_center", 0.0))
+        self._scale = float(self.meta.get("difficulty_scale", 1.0))
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -119,7 +170,69 @@ class BrainWeights:
     def state(
         self, text: str, token_ids: Sequence[int]
     ) -> tuple[PromptState, list[tuple[str, float]]]:
-        """The prompt's difficulty and demands, plus every named contribution to difficulty."""
+        """The prompt's difficulty and demands, plus every named contribution to difficulty.
+
+        Same values as ``state_numpy`` (to float32 rounding) at a fraction of its cost.
+        """
+        state, values = self.state_values(text, token_ids)
+        return state, list(zip(self._names, values, strict=True))
+
+    @property
+    def contribution_names(self) -> tuple[str, ...]:
+        """The names of the values ``state_values`` returns, in order."""
+        return self._names
+
+    def state_values(self, text: str, token_ids: Sequence[int]) -> tuple[PromptState, list[float]]:
+        """``state`` with the contributions as bare values, ordered as ``contribution_names``."""
+        n = len(token_ids)
+        struct = structural_features(text, n)[: self._n_struct]
+        # Python-int hashing needs Python ints (numpy integers would overflow, not wrap).
+        if (
+            n <= SHORT_PROMPT_TOKENS
+            and type(token_ids) in (list, tuple)
+            and (not n or type(token_ids[0]) is int)
+        ):
+            buckets = hashed_ngram_list(token_ids)
+            count = len(buckets)
+            coef = np.array(
+                [1.0 / count] * count + [*struct, 1.0] if count else [*struct, 1.0],
+                dtype=np.float32,
+            )
+            index: Any = buckets + self._extra
+        else:
+            array = hashed_ngrams(token_ids)
+            count = array.shape[0]
+            coef = np.empty(count + len(self._extra), dtype=np.float32)
+            coef[:count] = 1.0 / count if count else 0.0
+            coef[count:] = (*struct, 1.0)
+            index = np.concatenate((array, self._extra_array))
+        # (n-gram mean, structural features, 1) . (embedding rows, structural weights, bias)
+        total: list[float] = coef.dot(self._extended.take(index, axis=0)).tolist()
+        # Softmax over the five demand logits, unrolled (a loop costs twice as much here).
+        z0, z1, z2, z3, z4 = total[1:_END]
+        top = max(z0, z1, z2, z3, z4)
+        exp = math.exp
+        e0, e1, e2, e3, e4 = (
+            exp(z0 - top),
+            exp(z1 - top),
+            exp(z2 - top),
+            exp(z3 - top),
+            exp(z4 - top),
+        )
+        inv = 1.0 / (e0 + e1 + e2 + e3 + e4)
+        demands = (e0 * inv, e1 * inv, e2 * inv, e3 * inv, e4 * inv)
+        difficulty = total[0] + sum(map(mul, demands, self._cat_diff))
+        # w·(x - mean) as w·x - w·mean, with the products by the means computed at load.
+        values = list(map(sub, map(mul, self._struct_w0, struct), self._struct_w0_mean))
+        values += map(sub, map(mul, self._cat_diff, demands), self._cat_diff_mean)
+        # The n-gram part of the difficulty logit: the total less its structural part and bias.
+        values.append(total[0] - sum(map(mul, struct, self._struct_w0)) - self._bias_wording)
+        return PromptState(difficulty, demands, tuple(total[_END:])), values
+
+    def state_numpy(
+        self, text: str, token_ids: Sequence[int]
+    ) -> tuple[PromptState, list[tuple[str, float]]]:
+        """``state`` computed with whole-array numpy arithmetic (the reference for tests)."""
         hashed, struct, total = self.logits(text, token_ids)
         end = 1 + len(CATEGORIES)
         cat_logits = total[1:end] - total[1:end].max()
@@ -140,6 +253,5 @@ class BrainWeights:
 
     def complexity(self, difficulty: float) -> float:
         """Difficulty squashed to [0, 1]: 0.5 is the median training prompt."""
-        center = float(self.meta.get("difficulty_center", 0.0))
-        scale = float(self.meta.get("difficulty_scale", 1.0))
-        return 1.0 / (1.0 + math.exp(-(difficulty - center) / scale))
+        z = (difficulty - self._center) / self._scale
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
