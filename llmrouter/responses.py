@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from .routing.decision import Decision
@@ -100,6 +100,12 @@ class RouterInfo:
 
 
 class ChatCompletion(_OpenAIModel):
+    # A slot, not a pydantic PrivateAttr: a private attribute's default costs ~4 µs on every
+    # completion built, and reading it goes through __getattr__ (~2 µs).
+    __slots__ = ("_router",)
+    if TYPE_CHECKING:  # declared for type checkers only: pydantic would make it private
+        _router: RouterInfo | None
+
     id: str
     object: str = "chat.completion"
     created: int = 0
@@ -108,13 +114,22 @@ class ChatCompletion(_OpenAIModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
-    _router: RouterInfo | None = PrivateAttr(default=None)
-
     @property
     def router(self) -> RouterInfo:
-        if self._router is None:
+        info: RouterInfo | None = getattr(self, "_router", None)
+        if info is None:
             raise AttributeError("this completion did not come through a Router")
-        return self._router
+        return info
+
+    def __copy__(self) -> ChatCompletion:
+        copied = super().__copy__()
+        copied._router = getattr(self, "_router", None)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ChatCompletion:
+        copied = super().__deepcopy__(memo)
+        copied._router = getattr(self, "_router", None)
+        return copied
 
 
 class ChatCompletionChunk(_OpenAIModel):

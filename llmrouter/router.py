@@ -693,8 +693,9 @@ class Router:
             compression_saved_usd=call.compression_saved_usd,
         )
         completion._router = info
-        if completion.choices:
-            reply = completion.choices[0].message.model_dump(exclude_none=True)
+        if completion.choices:  # validated above: the first choice's message is a dict
+            message = response["choices"][0]["message"]
+            reply = {**message, "role": message.get("role") or "assistant"}
             self.conversations.remember(call.messages, reply, name)
         if not hit:
             self._observe_latency(name, ttft_ms, latency_ms, spend.completion_tokens)

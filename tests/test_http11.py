@@ -94,6 +94,28 @@ async def test_connections_are_kept_alive_and_reused() -> None:
         await client.aclose()
 
 
+async def test_a_request_without_httpx_defaults_gets_host_and_length() -> None:
+    """The router builds its requests with the body as a stream (no Host or Content-Length
+    added by httpx); the transport must still frame them correctly."""
+    async with RawServer(answer_ok) as server:
+        transport = LeanAsyncTransport()
+        request = httpx.Request(
+            "POST",
+            server.url,
+            headers={"content-type": "application/json"},
+            stream=httpx.ByteStream(b'{"n":22}'),
+        )
+        assert "host" not in request.headers and "content-length" not in request.headers
+        response = await transport.handle_async_request(request)
+        assert response.status_code == 200
+        await response.aread()
+        head = server.requests[0].split(b"\r\n\r\n")[0].lower()
+        assert head.split(b"\r\n")[1].startswith(b"host: 127.0.0.1:")
+        assert b"content-length: 8" in head
+        assert server.requests[0].endswith(b'{"n":22}')
+        await transport.aclose()
+
+
 async def test_concurrent_requests_open_more_connections_within_the_limit() -> None:
     async def slow_ok(request: bytes, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(0.05)

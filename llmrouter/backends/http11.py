@@ -94,7 +94,9 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
         if pool is None or pool.loop is not loop:  # a new event loop cannot use the old sockets
             pool = self._pools[key] = _Pool(self, loop, key)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        body = request.content if not _is_streamed(request) else await request.aread()
+        sending = request.stream
+        # A body in memory (ByteStream) is taken as it is, read or not; others are read whole.
+        body = b"".join(sending) if isinstance(sending, httpx.ByteStream) else await request.aread()
         head = _head(request, len(body))
         connection = await pool.acquire(timeouts.get("pool"), timeouts.get("connect"))
         read_timeout = timeouts.get("read")
@@ -446,14 +448,12 @@ def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException]) -
         waiter.set_exception(error("timed out waiting for the upstream"))
 
 
-def _is_streamed(request: httpx.Request) -> bool:
-    return not isinstance(request.stream, httpx.ByteStream)
-
-
 def _head(request: httpx.Request, length: int) -> bytes:
-    """The request line and headers; a body read whole is always sent with its length."""
-    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-    has_length = False
+    """The request line and headers; a body read whole is always sent with its length, and
+    a request built without httpx's defaults still names its host."""
+    url = request.url
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)]
+    has_length = has_host = False
     for name, value in request.headers.raw:
         lowered = name.lower()
         if lowered == b"transfer-encoding":
@@ -461,7 +461,11 @@ def _head(request: httpx.Request, length: int) -> bytes:
         if lowered == b"content-length":
             has_length = True
             value = b"%d" % length
+        elif lowered == b"host":
+            has_host = True
         lines.append(b"%s: %s\r\n" % (name, value))
+    if not has_host:
+        lines.insert(1, b"Host: %s\r\n" % url.netloc)
     if not has_length and (length or request.method in ("POST", "PUT", "PATCH")):
         lines.append(b"Content-Length: %d\r\n" % length)
     lines.append(b"\r\n")

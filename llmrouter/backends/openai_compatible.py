@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import StreamInterrupted, UpstreamError
 from ..policy.schema import BackendConfig
 from .base import error_for_status, parse_retry_after
-from .http11 import upstream_transport
+from .http11 import LeanAsyncTransport, upstream_transport
 from .sse import DONE, parse_data_line
 
 __all__ = ["OpenAICompatibleClient"]
@@ -87,14 +87,25 @@ class OpenAICompatibleClient:
     def _request(self, body: dict[str, Any], timeout: float) -> httpx.Request:
         transport = self.async_transport
         assert self._request_headers is not None and transport is not None
+        extensions = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
+        if isinstance(transport, LeanAsyncTransport):
+            # The body as a stream: httpx then skips adding Host and Content-Length (12 µs of
+            # header rewriting per request), which the lean transport writes itself.
+            return httpx.Request(
+                "POST",
+                self._async_url,
+                headers=self._request_headers,
+                stream=httpx.ByteStream(_dumps(body)),
+                extensions=extensions,
+            )
         return httpx.Request(
             "POST",
             self._async_url,
             headers=self._request_headers,
             content=_dumps(body),
-            extensions={
-                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-            },
+            extensions=extensions,
         )
 
     # --- plain calls -------------------------------------------------------------------------
