@@ -108,6 +108,10 @@ class ConnectionSet:
 
     def __init__(self, keep_alive_s: float) -> None:
         self.keep_alive_s = keep_alive_s
+        self._loop = asyncio.get_running_loop()
+        # One sweep for all connections instead of a timer armed and cancelled per request.
+        self._sweep_every = min(max(keep_alive_s / 2, 0.05), 1.0)
+        self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
         self.clock = _Clock()
         self.open: set[HttpProtocol] = set()
         self.stopping = False
@@ -123,8 +127,16 @@ class ConnectionSet:
         if not self.open:
             self._empty.set()
 
+    def _sweep(self) -> None:
+        """Close connections that sent nothing for ``keep_alive_s`` while not being served."""
+        quiet_since = self._loop.time() - self.keep_alive_s
+        for connection in list(self.open):
+            connection.close_if_idle(quiet_since)
+        self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
     def stop(self) -> None:
         self.stopping = True
+        self._sweeper.cancel()
         for connection in list(self.open):
             connection.close_when_idle()
 
@@ -151,7 +163,7 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self.last_active = self._loop.time()
         self._lost = False
         self._closing = False  # answer what is in hand, then close
         self._reading = True
@@ -171,22 +183,17 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.connections.add(self)
-        self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.connections.discard(self)
-        if self._idle is not None:
-            self._idle.cancel()
         if self._task is not None:
             self._task.cancel()  # the client went away: stop working (and paying) for it
         self._queue.clear()
         self._wake_writer()
 
     def data_received(self, data: bytes) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self.last_active = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -313,7 +320,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.connections.stopping:
             self._transport.close()
             return
-        self._arm_idle()
+        self.last_active = self._loop.time()
 
     def _keeps_alive(self, request: Request) -> bool:
         return request.keep_alive and not self._closing and not self.connections.stopping
@@ -432,14 +439,13 @@ class HttpProtocol(asyncio.Protocol):
         self._write_reply(Reply(status, body, headers), closing)
         self._transport.close()
 
-    def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = self._loop.call_later(self.connections.keep_alive_s, self._idle_timeout)
-
-    def _idle_timeout(self) -> None:
-        self._idle = None
-        if self._task is None and not self._queue and self._transport is not None:
+    def close_if_idle(self, quiet_since: float) -> None:
+        if (
+            self.last_active < quiet_since
+            and self._task is None
+            and not self._queue
+            and self._transport is not None
+        ):
             self._transport.close()
 
     def close_when_idle(self) -> None:
