@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .memory import return_freed_memory
 
 if TYPE_CHECKING:
     import tiktoken
@@ -83,21 +84,8 @@ def _get_encoding(name: str) -> tiktoken.Encoding:
         except (ImportError, KeyError, AttributeError):
             return tiktoken.get_encoding(name)
         encoding = tiktoken.registry.ENCODINGS.setdefault(name, encoding)
-        _return_freed_memory()
+        return_freed_memory()
         return encoding
-
-
-def _return_freed_memory() -> None:
-    """``malloc_trim``: loading a rank table frees tens of MB that glibc would keep."""
-    import ctypes
-    import ctypes.util
-
-    path = ctypes.util.find_library("c")
-    if path is None or not sys.platform.startswith("linux"):
-        return
-    trim = getattr(ctypes.CDLL(path), "malloc_trim", None)  # glibc only (not musl)
-    if trim is not None:
-        trim(0)
 
 
 def encoding_for_model(model: str | None = None) -> tiktoken.Encoding:
