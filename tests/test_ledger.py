@@ -90,3 +90,38 @@ def test_schema_is_versioned(tmp_path: Path) -> None:
     SQLiteLedger(tmp_path / "l.db")  # re-opening does not re-run migrations
     versions = sqlite3.connect(tmp_path / "l.db").execute("SELECT version FROM schema_version")
     assert [v for (v,) in versions] == [1]
+
+
+def test_many_rows_in_one_batch_keep_their_order_values_and_skip_duplicates(
+    tmp_path: Path,
+) -> None:
+    # More rows than one multi-row INSERT takes, a duplicate among them, tags and streams.
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ids = [*range(70), 5, *range(70, 100)]
+    for i in ids:
+        item = record(i)
+        item.tags = [f"t{i}"] if i % 2 else []
+        item.stream = bool(i % 3 == 0)
+        item.cost_usd = 0.1 + i / 3
+        ledger.record(item)
+    rows = ledger.rows()
+    ledger.close()
+    assert [r["request_id"] for r in rows] == [f"req_{i}" for i in range(100)]
+    assert [r["tags"] for r in rows] == [[f"t{i}"] if i % 2 else [] for i in range(100)]
+    assert [r["stream"] for r in rows] == [i % 3 == 0 for i in range(100)]
+    assert [r["cost_usd"] for r in rows] == [0.1 + i / 3 for i in range(100)]
+
+
+def test_a_value_sqlite_cannot_store_loses_only_its_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    for i in range(10):
+        item = record(i)
+        if i == 4:
+            item.user = {"not": "a string"}  # type: ignore[assignment]
+        ledger.record(item)
+    rows = ledger.rows()
+    ledger.close()
+    assert [r["request_id"] for r in rows] == [f"req_{i}" for i in range(10) if i != 4]
+    assert "req_4 cannot be stored" in caplog.text

@@ -165,6 +165,62 @@ def test_a_duplicate_inside_one_batch_keeps_the_rest_of_it(pg_url: str) -> None:
     ]
 
 
+def test_batch_values_round_trip_exactly(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Batches travel as JSON: every float must come back bit for bit, ints and texts as is.
+    import logging
+    import random
+
+    caplog.set_level(logging.INFO, logger="llmrouter.ledger")
+    rng = random.Random(7)
+    ledger = PostgresLedger(pg_url)
+    sent = []
+    for i in range(300):
+        item = record(
+            i,
+            ts=T0 + rng.random() * 1e7,
+            cost_usd=rng.random() * 10 ** rng.randint(-12, 2),
+            latency_ms=rng.random() * 1e4,
+            ttft_ms=rng.choice([None, rng.random()]),
+            complexity=rng.choice([None, rng.random()]),
+            user=rng.choice([None, 'quote " back\\slash ünï ✓', "x"]),
+            tokens_before_compression=rng.choice([None, 2**31 - 1]),
+        )
+        sent.append(item)
+        ledger.record(item)
+    rows = ledger.rows()
+    ledger.close()
+    assert len(rows) == 300
+    for row, item in zip(rows, sent, strict=True):
+        for column in ("ts", "cost_usd", "latency_ms", "ttft_ms", "complexity", "user"):
+            assert row[column] == getattr(item, column), column
+        assert row["tokens_before_compression"] == item.tokens_before_compression
+        assert row["tags"] == item.tags and row["stream"] is item.stream
+    assert "row values" not in caplog.text  # all of it went as JSON
+
+
+def test_values_json_cannot_carry_are_stored_as_they_are(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # NaN (JSON has no NaN) and a float subclass JSON encoders refuse: the batch goes in as
+    # row values instead, nothing lost or changed.
+    import logging
+    import math
+
+    import numpy as np
+
+    caplog.set_level(logging.INFO, logger="llmrouter.ledger")
+    ledger = PostgresLedger(pg_url)
+    ledger.record(record(1, ttft_ms=float("nan")))
+    ledger.record(record(2, complexity=np.float64(0.25)))
+    ledger.record(record(3))
+    rows = ledger.rows()
+    ledger.close()
+    assert [r["request_id"] for r in rows] == ["req_1", "req_2", "req_3"]
+    assert math.isnan(rows[0]["ttft_ms"])
+    assert rows[1]["complexity"] == 0.25
+    assert "written as row values" in caplog.text
+
+
 def test_writer_reconnects_after_the_connection_is_killed(pg_url: str) -> None:
     ledger = PostgresLedger(pg_url)
     for i in range(50):
