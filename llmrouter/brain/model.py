@@ -185,20 +185,22 @@ class BrainWeights:
     def state_values(self, text: str, token_ids: Sequence[int]) -> tuple[PromptState, list[float]]:
         """``state`` with the contributions as bare values, ordered as ``contribution_names``."""
         n = len(token_ids)
-        struct = structural_features(text, n)[: self._n_struct]
+        struct = structural_features(text, n)
+        if len(struct) > self._n_struct:  # weights trained on a prefix of today's features
+            struct = struct[: self._n_struct]
         # Python-int hashing needs Python ints (numpy integers would overflow, not wrap).
         if (
             n <= SHORT_PROMPT_TOKENS
             and type(token_ids) in (list, tuple)
             and (not n or type(token_ids[0]) is int)
         ):
-            buckets = hashed_ngram_list(token_ids)
-            count = len(buckets)
+            index: Any = hashed_ngram_list(token_ids)
+            count = len(index)
             coef = np.array(
                 [1.0 / count] * count + [*struct, 1.0] if count else [*struct, 1.0],
                 dtype=np.float32,
             )
-            index: Any = buckets + self._extra
+            index += self._extra
         else:
             array = hashed_ngrams(token_ids)
             count = array.shape[0]
@@ -221,7 +223,10 @@ class BrainWeights:
         )
         inv = 1.0 / (e0 + e1 + e2 + e3 + e4)
         demands = (e0 * inv, e1 * inv, e2 * inv, e3 * inv, e4 * inv)
-        difficulty = total[0] + sum(map(mul, demands, self._cat_diff))
+        v0, v1, v2, v3, v4 = self._cat_diff
+        difficulty = total[0] + (
+            demands[0] * v0 + demands[1] * v1 + demands[2] * v2 + demands[3] * v3 + demands[4] * v4
+        )
         # w·(x - mean) as w·x - w·mean, with the products by the means computed at load.
         values = list(map(sub, map(mul, self._struct_w0, struct), self._struct_w0_mean))
         values += map(sub, map(mul, self._cat_diff, demands), self._cat_diff_mean)

@@ -71,7 +71,10 @@ class LearnedPredictor:
                 signals.append((names[i], nearest / 1000.0))
             else:
                 signals.append((names[i], round(value, 3)))
-        return PromptProfile(weights.complexity(state.difficulty), tuple(signals), state)
+        # weights.complexity(), inlined.
+        z = (state.difficulty - weights._center) / weights._scale
+        complexity = 1.0 / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
+        return PromptProfile(complexity, tuple(signals), state)
 
     def states(
         self, texts: Iterable[str], progress: Callable[[int], None] | None = None
