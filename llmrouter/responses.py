@@ -100,11 +100,12 @@ class RouterInfo:
 
 
 class ChatCompletion(_OpenAIModel):
-    # A slot, not a pydantic PrivateAttr: a private attribute's default costs ~4 µs on every
+    # Slots, not pydantic PrivateAttrs: a private attribute's default costs ~4 µs on every
     # completion built, and reading it goes through __getattr__ (~2 µs).
-    __slots__ = ("_router",)
-    if TYPE_CHECKING:  # declared for type checkers only: pydantic would make it private
+    __slots__ = ("_router", "_wire")
+    if TYPE_CHECKING:  # declared for type checkers only: pydantic would make them private
         _router: RouterInfo | None
+        _wire: dict[str, Any] | None
 
     id: str
     object: str = "chat.completion"
@@ -120,6 +121,12 @@ class ChatCompletion(_OpenAIModel):
         if info is None:
             raise AttributeError("this completion did not come through a Router")
         return info
+
+    def wire(self) -> dict[str, Any] | None:
+        """The JSON object this completion was validated from, as the router answered it
+        (usage included); None for a completion built otherwise or copied. The sidecar
+        sends it as it is instead of serialising the model again."""
+        return getattr(self, "_wire", None)
 
     def __copy__(self) -> ChatCompletion:
         copied = super().__copy__()

@@ -662,13 +662,16 @@ class Router:
                 0.0,
                 spend.baseline_cost_usd,
             )
-        elif completion.usage is None:
+        wire = response
+        if not hit and completion.usage is None:
             # The provider sent no usage: report our tiktoken count (``usage_source`` says so).
-            completion.usage = Usage(
-                prompt_tokens=spend.prompt_tokens,
-                completion_tokens=spend.completion_tokens,
-                total_tokens=spend.prompt_tokens + spend.completion_tokens,
-            )
+            usage = {
+                "prompt_tokens": spend.prompt_tokens,
+                "completion_tokens": spend.completion_tokens,
+                "total_tokens": spend.prompt_tokens + spend.completion_tokens,
+            }
+            completion.usage = Usage.model_validate(usage)
+            wire = {**response, "usage": usage}
         outcome = "ok" if name == call.decision.backend else "fallback"
         cache_state: Literal["hit", "miss", "off"] = (
             "hit" if hit else ("miss" if call.key is not None else "off")
@@ -693,6 +696,7 @@ class Router:
             compression_saved_usd=call.compression_saved_usd,
         )
         completion._router = info
+        completion._wire = wire
         if completion.choices:  # validated above: the first choice's message is a dict
             message = response["choices"][0]["message"]
             reply = {**message, "role": message.get("role") or "assistant"}

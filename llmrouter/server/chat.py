@@ -73,7 +73,13 @@ def chat(
 
 def _json_reply(completion: ChatCompletion) -> Reply:
     info = completion.router
-    body = completion.model_dump_json(exclude_unset=True).encode()
+    wire = completion.wire()  # the upstream's JSON as validated: no second serialisation
+    try:
+        body = json_bytes(wire) if wire is not None else b""
+    except TypeError:  # a backend adapter left a non-JSON value in it: the model knows how
+        wire = None
+    if wire is None:
+        body = completion.model_dump_json(exclude_unset=True).encode()
     return Reply(200, body, router_headers(info), info=info)
 
 
