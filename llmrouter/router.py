@@ -496,7 +496,7 @@ class Router:
                 event: dict[str, Any] | None = first
                 while event is not None:
                     gathered.add(event)
-                    yield ChatCompletionChunk.model_validate(event)
+                    yield _chunk(event, name)
                     event = next(events, None)
                 settled = True
             except StreamInterrupted as exc:
@@ -552,7 +552,7 @@ class Router:
                 event: dict[str, Any] | None = first
                 while event is not None:
                     gathered.add(event)
-                    yield ChatCompletionChunk.model_validate(event)
+                    yield _chunk(event, name)
                     event = await anext(events, None)
                 settled = True
             except StreamInterrupted as exc:
@@ -938,6 +938,18 @@ def _first(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:
 async def _empty_async() -> AsyncIterator[ChatCompletionChunk]:
     for _ in ():
         yield _
+
+
+def _chunk(event: dict[str, Any], name: str) -> ChatCompletionChunk:
+    """A streamed event as a chunk; one that is not a chunk breaks the stream (recorded as
+    such) rather than escaping as a validation error mid-response."""
+    try:
+        return ChatCompletionChunk.model_validate(event)
+    except ValueError:
+        raise StreamInterrupted(
+            f"backend {name!r} sent a stream event that is not a chat completion chunk",
+            backend=name,
+        ) from None
 
 
 def _cacheable(response: dict[str, Any], spend: Spend) -> dict[str, Any]:

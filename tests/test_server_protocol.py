@@ -47,7 +47,7 @@ def sidecar(scripted: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
     policy = write_policy(
         tmp_path_factory.mktemp("protocol"),
         backends(scripted.base_url),
-        server={"max_body_bytes": 32 * 1024, "keep_alive_s": 0.5},
+        server={"max_body_bytes": 32 * 1024, "keep_alive_s": 0.5, "request_timeout_s": 1.5},
     )
     server = Sidecar(policy).wait()
     yield server
@@ -292,3 +292,87 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(
     sidecar._process.send_signal(signal.SIGTERM)
     assert sidecar._process.wait(15) == 0
     assert worker_pids(parent) == set()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_pipelines_and_never_reads_cannot_grow_memory(sidecar: Sidecar) -> None:
+    before = rss_mb(sidecar._process.pid)
+    sock = connect(sidecar)
+    sock.setblocking(False)
+    request = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * 100
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # write as fast as the server reads; never read
+        try:
+            sock.send(request)
+        except BlockingIOError:
+            time.sleep(0.01)
+    grown = rss_mb(sidecar._process.pid) - before
+    sock.close()
+    assert grown < 30, f"server grew {grown:.0f} MB for one connection that does not read"
+    assert httpx.get(f"{sidecar.root}/health").status_code == 200
+
+
+def test_a_bad_event_mid_stream_ends_that_response_and_the_next_is_served(
+    sidecar: Sidecar, scripted: Upstream
+) -> None:
+    scripted.play("bad_chunk")
+    body = json.dumps(
+        {"messages": [{"role": "user", "content": unique()}], "stream": True}
+    ).encode()
+    sock = connect(sidecar)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s"
+        b"GET /health HTTP/1.1\r\n\r\n" % (len(body), body)
+    )
+    data = b""
+    sock.settimeout(5)
+    while b'"status":"ok"' not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed without answering the pipelined request: {data!r}"
+        data += chunk
+    stream, _, rest = data.partition(b"\r\n0\r\n\r\n")
+    assert b"data: [DONE]" not in stream  # a cut answer never looks complete
+    assert b"not a chat completion chunk" in stream
+    assert rest.startswith(b"HTTP/1.1 200 OK")
+    scripted.play()
+
+
+def test_no_100_continue_for_http_1_0_or_behind_another_request(sidecar: Sidecar) -> None:
+    sock, buffer = connect(sidecar), bytearray()
+    sock.sendall(
+        b"GET /health HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"
+        b"POST /v1/chat/completions HTTP/1.0\r\nexpect: 100-continue\r\n"
+        b"content-length: 2\r\n\r\n{}"
+    )
+    status, headers, _ = read_response(sock, buffer)
+    assert status == 200 and headers["connection"] == "keep-alive"
+    status, _, body = read_response(sock, buffer)
+    assert status == 400, body  # the POST's own answer; no interim 100 before it
+    assert b"100 Continue" not in bytes(buffer)
+
+
+def test_a_request_that_trickles_in_gets_408(sidecar: Sidecar) -> None:
+    sock, buffer = connect(sidecar), bytearray()
+    sock.sendall(b"GET /health HTTP/1.1\r\n")
+    for _ in range(8):  # a header line every 0.3 s keeps it active, never complete
+        time.sleep(0.3)
+        try:
+            sock.sendall(b"x-slow: 1\r\n")
+        except OSError:
+            break
+    status, _, body = read_response(sock, buffer)
+    assert status == 408
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
+def test_an_absolute_form_url_without_a_path(sidecar: Sidecar) -> None:
+    sock, buffer = connect(sidecar), bytearray()
+    sock.sendall(b"GET http://x HTTP/1.1\r\nhost: x\r\n\r\n")
+    status, _, body = read_response(sock, buffer)
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"

@@ -24,7 +24,7 @@ ANSWER = "Hello from upstream"
 
 @dataclass
 class Step:
-    kind: str  # ok, 429, 500, 503, slow, reset, malformed, cut, no_usage, 400, 401
+    kind: str  # ok, 429, 500, 503, slow, reset, malformed, cut, bad_chunk, no_usage, 400, 401
     retry_after: str | None = None
     delay_s: float = 0.0
 
@@ -105,7 +105,9 @@ class Upstream:
             self._send(handler, 200, json.dumps(self.anthropic_message(body)).encode(), {})
             return
         if body.get("stream"):
-            self._stream(handler, body, cut=kind == "cut", usage=kind != "no_usage")
+            self._stream(
+                handler, body, cut=kind == "cut", usage=kind != "no_usage", bad=kind == "bad_chunk"
+            )
             return
         completion = self.completion(body, usage=kind != "no_usage")
         self._send(handler, 200, json.dumps(completion).encode(), {})
@@ -151,7 +153,12 @@ class Upstream:
         }
 
     def _stream(
-        self, handler: BaseHTTPRequestHandler, body: dict[str, Any], cut: bool, usage: bool
+        self,
+        handler: BaseHTTPRequestHandler,
+        body: dict[str, Any],
+        cut: bool,
+        usage: bool,
+        bad: bool = False,
     ) -> None:
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream")
@@ -182,6 +189,8 @@ class Upstream:
                 handler.connection.close()
                 handler.close_connection = True
                 return
+            if bad and position == 2:  # valid JSON, but not a chunk
+                event = {"choices": "not a list"}
             handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             handler.wfile.flush()
         handler.wfile.write(b"data: [DONE]\n\n")

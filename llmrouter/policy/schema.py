@@ -310,12 +310,13 @@ class CompressionConfig(StrictModel):
 
 class ServerConfig(StrictModel):
     """Sidecar settings: keys clients must present (named by env var), body size limit,
-    how long an idle keep-alive connection stays open, and the grace given to in-flight
-    requests on shutdown."""
+    how long an idle keep-alive connection stays open, how long a request may take to
+    arrive, and the grace given to in-flight requests on shutdown."""
 
     api_keys_env: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     keep_alive_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
 
 

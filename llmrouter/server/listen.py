@@ -18,25 +18,31 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..errors import LLMRouterError
 from ..memory import return_freed_memory
 from .app import ServerApp
 from .protocol import ConnectionSet, HttpProtocol
 
-__all__ = ["bind", "run"]
+__all__ = ["Timeouts", "bind", "run"]
 
 log = logging.getLogger("llmrouter.server")
 
 _BACKLOG = 2048
 _STARTUP_GRACE_S = 3.0  # a worker that fails sooner cannot start: stop, do not loop
+_YOUNG_S = 30.0  # dying younger than this counts towards the restart back-off
+_MAX_RESTART_DELAY_S = 10.0
 
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket for ``host:port`` (IPv4 or IPv6, as the address resolves)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
+    found = socket.getaddrinfo(
         host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    )
+    # A name with both (``localhost``): IPv4, which every client can reach.
+    found.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = found[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -49,15 +55,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    keep_alive_s: float = 5.0  # an idle keep-alive connection closes after this
+    request_timeout_s: float = 30.0  # a request must arrive whole within this
+    graceful_s: float = 10.0  # on SIGTERM, requests in flight get this long to finish
+
+
 def run(
     build_app: Callable[[], ServerApp],
     host: str,
     port: int,
     workers: int = 1,
-    graceful_s: float = 10.0,
-    keep_alive_s: float = 5.0,
+    timeouts: Timeouts = Timeouts(),
 ) -> None:
-    """Serve until SIGINT or SIGTERM; in-flight requests get ``graceful_s`` to finish."""
+    """Serve until SIGINT or SIGTERM."""
     if workers > 1 and not hasattr(os, "fork"):
         raise RuntimeError("--workers above 1 needs os.fork (not available on this platform)")
     sock = bind(host, port)
@@ -65,24 +77,22 @@ def run(
     try:
         if workers == 1:
             log.info("llmrouter serving on %s", where)
-            _worker(build_app, sock, graceful_s, keep_alive_s)
+            _worker(build_app, sock, timeouts)
         else:
             log.info("llmrouter serving on %s with %d workers", where, workers)
-            _supervise(build_app, sock, workers, graceful_s, keep_alive_s)
+            _supervise(build_app, sock, workers, timeouts)
     finally:
         sock.close()
 
 
-def _worker(
-    build_app: Callable[[], ServerApp], sock: socket.socket, graceful_s: float, keep_alive_s: float
-) -> None:
+def _worker(build_app: Callable[[], ServerApp], sock: socket.socket, timeouts: Timeouts) -> None:
     app = build_app()
     # One routing decision (no call) builds what is built on first use (the predictor's
     # tables, the tokenizer's caches), so the first request is not slow; then the memory
     # start-up allocated and dropped goes back to the system (~15 MB).
     app.router.route([{"role": "user", "content": "Warm-up: is the router ready?"}])
     return_freed_memory()
-    main = _serve(app, sock, graceful_s, keep_alive_s)
+    main = _serve(app, sock, timeouts)
     if importlib.util.find_spec("uvloop") is not None:
         import uvloop
 
@@ -91,11 +101,9 @@ def _worker(
         asyncio.run(main)
 
 
-async def _serve(
-    app: ServerApp, sock: socket.socket, graceful_s: float, keep_alive_s: float
-) -> None:
+async def _serve(app: ServerApp, sock: socket.socket, timeouts: Timeouts) -> None:
     loop = asyncio.get_running_loop()
-    connections = ConnectionSet(keep_alive_s)
+    connections = ConnectionSet(timeouts.keep_alive_s, timeouts.request_timeout_s)
     server = await loop.create_server(
         lambda: HttpProtocol(app, connections), sock=sock, backlog=_BACKLOG
     )
@@ -105,27 +113,29 @@ async def _serve(
     try:
         await stop.wait()
     finally:
-        server.close()
-        connections.stop()
-        if not await connections.drained(graceful_s):
-            log.warning(
-                "%d connection(s) still busy after %.0f s; closing them",
-                len(connections.open),
-                graceful_s,
-            )
-            connections.abort()
-        await app.aclose()
+        try:
+            server.close()
+            connections.stop()
+            if not await connections.drained(timeouts.graceful_s):
+                log.warning(
+                    "%d connection(s) still busy after %.0f s; closing them",
+                    len(connections.open),
+                    timeouts.graceful_s,
+                )
+                connections.abort()
+        finally:
+            await app.aclose()  # the ledger and the cache are flushed whatever happened
 
 
 def _supervise(
     build_app: Callable[[], ServerApp],
     sock: socket.socket,
     workers: int,
-    graceful_s: float,
-    keep_alive_s: float,
+    timeouts: Timeouts,
 ) -> None:
     started: dict[int, float] = {}
     stopping = failed = False
+    quick_deaths = 0
 
     def spawn() -> None:
         pid = os.fork()
@@ -134,7 +144,7 @@ def _supervise(
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _worker(build_app, sock, graceful_s, keep_alive_s)
+                _worker(build_app, sock, timeouts)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
@@ -168,7 +178,13 @@ def _supervise(
             failed = True
             stop_all(signal.SIGTERM, None)
             continue
-        log.warning("worker %d exited (code %d); starting another", pid, code)
-        spawn()
+        # A worker that keeps dying young (a crash on some input, the OOM killer) is
+        # replaced ever more slowly, so the supervisor never spins on fork.
+        quick_deaths = quick_deaths + 1 if time.monotonic() - born < _YOUNG_S else 0
+        delay = min(0.1 * 2**quick_deaths, _MAX_RESTART_DELAY_S) if quick_deaths else 0.0
+        log.warning("worker %d exited (code %d); starting another in %.1f s", pid, code, delay)
+        time.sleep(delay)
+        if not stopping:
+            spawn()
     if failed:
         raise LLMRouterError("a worker could not start; see the log above")

@@ -106,11 +106,12 @@ class ConnectionSet:
     """Every open connection, for a graceful shutdown: idle ones close at once, busy ones
     after their response; ``drained()`` says when none is left."""
 
-    def __init__(self, keep_alive_s: float) -> None:
+    def __init__(self, keep_alive_s: float, request_timeout_s: float = 30.0) -> None:
         self.keep_alive_s = keep_alive_s
+        self.request_timeout_s = request_timeout_s  # first byte to last (slowloris)
         self._loop = asyncio.get_running_loop()
         # One sweep for all connections instead of a timer armed and cancelled per request.
-        self._sweep_every = min(max(keep_alive_s / 2, 0.05), 1.0)
+        self._sweep_every = min(max(min(keep_alive_s, request_timeout_s) / 2, 0.05), 1.0)
         self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
         self.clock = _Clock()
         self.open: set[HttpProtocol] = set()
@@ -128,10 +129,13 @@ class ConnectionSet:
             self._empty.set()
 
     def _sweep(self) -> None:
-        """Close connections that sent nothing for ``keep_alive_s`` while not being served."""
-        quiet_since = self._loop.time() - self.keep_alive_s
+        """Close connections that sent nothing for ``keep_alive_s`` while not being served,
+        and answer 408 to requests still arriving after ``request_timeout_s``."""
+        now = self._loop.time()
+        quiet_since = now - self.keep_alive_s
+        late_since = now - self.request_timeout_s
         for connection in list(self.open):
-            connection.close_if_idle(quiet_since)
+            connection.close_if_idle(quiet_since, late_since)
         self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
 
     def stop(self) -> None:
@@ -143,7 +147,7 @@ class ConnectionSet:
     async def drained(self, timeout_s: float) -> bool:
         try:
             await asyncio.wait_for(self._empty.wait(), timeout_s)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
             return False
         return True
 
@@ -164,11 +168,13 @@ class HttpProtocol(asyncio.Protocol):
         self._queue: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
         self.last_active = self._loop.time()
+        self.request_started: float | None = None  # a request is arriving since then
         self._lost = False
         self._closing = False  # answer what is in hand, then close
         self._reading = True
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._head_sent = False
         self._reset()
 
     def _reset(self) -> None:
@@ -222,6 +228,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._reset()
+        self.request_started = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -238,6 +245,8 @@ class HttpProtocol(asyncio.Protocol):
                 raise _Refuse(
                     413, f"request body of {int(value)} bytes is over the {limit}-byte limit"
                 )
+        if self._task is not None or self._queue or self._parser.get_http_version() != "1.1":
+            return  # a 100 now would land inside another response (or mean nothing to 1.0)
         for name, value in self._raw_headers:
             if name == b"expect" and value.lower() == b"100-continue" and self._transport:
                 self._transport.write(_CONTINUE)
@@ -249,10 +258,11 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.request_started = None
         parsed = httptools.parse_url(self._url)
         request = Request(
             method=self._parser.get_method().decode("ascii"),
-            path=parsed.path.decode("latin-1"),
+            path=(parsed.path or b"/").decode("latin-1"),
             query=parsed.query or b"",
             raw_headers=self._raw_headers,
             headers={k.decode("latin-1"): v.decode("latin-1") for k, v in self._raw_headers},
@@ -280,30 +290,46 @@ class HttpProtocol(asyncio.Protocol):
         self._task = self._loop.create_task(self._serve(request))
 
     async def _serve(self, request: Request) -> None:
+        self._head_sent = False
         try:
             dashboard = self.app.dashboard_for(request.path)
             if dashboard is not None:
                 await self._serve_asgi(dashboard, request)
             else:
-                try:
-                    reply = await self.app.respond(
-                        request.method, request.path, request.headers, request.body
-                    )
-                except Exception:  # the last line of defence: a worker never dies of a request
-                    log.exception("unhandled error serving %s", request.path)
-                    status, body, headers = error_payload(RuntimeError())
-                    reply = Reply(status, body, headers)
+                reply = await self.app.respond(
+                    request.method, request.path, request.headers, request.body
+                )
                 if isinstance(reply, Reply):
                     self._write_reply(reply, request)
                 else:
                     await self._write_stream(reply, request)
+            if self._write_paused:  # a slow reader: nothing more until it has caught up
+                await self._drained()
         except asyncio.CancelledError:
             if not self._lost:  # cancelled by a shutdown, not by the client: pass it on
                 raise
             return
+        except Exception:  # the last line of defence: a worker never dies of a request
+            log.exception("unhandled error serving %s", request.path)
+            self._fail_response(request)
+            return
         finally:
             self._task = None
         self._next(request)
+
+    def _fail_response(self, request: Request) -> None:
+        """After an unexpected error: a 500 if nothing was sent yet, else cut the connection
+        (a half-sent response cannot be finished honestly); either way, close it."""
+        self._closing = True
+        self._queue.clear()
+        if self._transport is None or self._lost:
+            return
+        if self._head_sent:
+            self._transport.abort()
+            return
+        status, body, headers = error_payload(RuntimeError())
+        self._write_reply(Reply(status, body, headers), request)
+        self._transport.close()
 
     def _next(self, served: Request) -> None:
         if self._lost or self._transport is None:
@@ -332,11 +358,14 @@ class HttpProtocol(asyncio.Protocol):
         headers: list[tuple[str, str]],
         framing: bytes,
     ) -> bytes:
+        self._head_sent = True
         reason = _REASONS.get(status, b"Unknown")
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason), framing, self.connections.clock.line()]
         parts += [b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers]
         if not self._keeps_alive(request):
             parts.append(b"connection: close\r\n")
+        elif not request.chunked_ok:  # HTTP/1.0 keeps a connection only when told so
+            parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
 
@@ -422,6 +451,8 @@ class HttpProtocol(asyncio.Protocol):
                         transport.write(b"0\r\n\r\n")
                 elif body:
                     transport.write(body)
+            if self._write_paused:
+                await self._drained()
 
         await app(scope, receive, send)
 
@@ -439,13 +470,14 @@ class HttpProtocol(asyncio.Protocol):
         self._write_reply(Reply(status, body, headers), closing)
         self._transport.close()
 
-    def close_if_idle(self, quiet_since: float) -> None:
-        if (
-            self.last_active < quiet_since
-            and self._task is None
-            and not self._queue
-            and self._transport is not None
-        ):
+    def close_if_idle(self, quiet_since: float, late_since: float) -> None:
+        if self._task is not None or self._queue or self._transport is None:
+            return
+        started = self.request_started
+        if started is not None and started < late_since:
+            limit = self.connections.request_timeout_s
+            self._refuse(408, f"the request took over {limit:g} s to arrive")
+        elif self.last_active < quiet_since:
             self._transport.close()
 
     def close_when_idle(self) -> None:
@@ -477,4 +509,8 @@ class _HttpError(LLMRouterError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status
-        self.code = {413: "request_too_large", 431: "headers_too_large"}.get(status)
+        self.code = {
+            408: "request_timeout",
+            413: "request_too_large",
+            431: "headers_too_large",
+        }.get(status)

@@ -69,14 +69,13 @@ def serve(
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=log_level.upper())
     from . import listen
 
-    listen.run(
-        lambda: ServerApp(Router(loaded)),
-        host,
-        port,
-        workers,
-        graceful_s=loaded.server.graceful_shutdown_s,
-        keep_alive_s=loaded.server.keep_alive_s,
+    server = loaded.server
+    timeouts = listen.Timeouts(
+        keep_alive_s=server.keep_alive_s,
+        request_timeout_s=server.request_timeout_s,
+        graceful_s=server.graceful_shutdown_s,
     )
+    listen.run(lambda: ServerApp(Router(loaded)), host, port, workers, timeouts)
 
 
 def _serve_uvicorn(
