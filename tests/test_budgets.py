@@ -17,6 +17,7 @@ from canned_upstream import CannedUpstream
 
 from llmrouter import BudgetExceeded, Router
 from llmrouter.budgets import Budgets, LocalCounters, worst_case_usd
+from llmrouter.budgets.counters import NANOS
 from llmrouter.policy.schema import BackendConfig, BudgetConfig, Price
 
 # The canned upstream reports 12 prompt + 5 completion tokens: at $1/M in and $2/M out,
@@ -234,6 +235,45 @@ def test_reserve_is_atomic_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert len(granted) == 100
+
+
+def test_reserve_and_settle_from_many_threads_add_up_exactly() -> None:
+    # In process, holds settle on the counters they reserved on (no key lookups): every
+    # reservation is given back and every actual cost stays, to the nano-dollar.
+    budgets = Budgets(
+        [
+            BudgetConfig(name="all", limit_usd=100.0, period="total"),
+            BudgetConfig(name="users", scope="user", limit_usd=100.0, period="total", mode="soft"),
+        ],
+        LocalCounters(),
+    )
+
+    def worker(user: str) -> None:
+        for _ in range(500):
+            hold = budgets.reserve(0.01, user=user)
+            assert hold is not None and hold.warning is None
+            budgets.settle(hold, 0.000004)
+
+    threads = [threading.Thread(target=worker, args=(f"u{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert budgets.spent(budgets.configs[0]) == 2000 * 4_000 / NANOS
+    assert budgets.spent(budgets.configs[1], "u1") == 500 * 4_000 / NANOS
+
+
+def test_a_hold_settles_on_the_period_it_reserved_in() -> None:
+    now = [1_767_225_599.5]  # the last second of 2025-12-31 (UTC)
+    budgets = Budgets(
+        [BudgetConfig(limit_usd=1.0, period="day")], LocalCounters(), clock=lambda: now[0]
+    )
+    hold = asyncio.run(budgets.areserve(0.5))
+    assert hold is not None
+    now[0] += 1  # the next day: its counter starts at 0
+    budgets.settle(hold, 0.25)
+    assert budgets.spent(budgets.configs[0], now=now[0] - 1) == pytest.approx(0.25)
+    assert budgets.spent(budgets.configs[0]) == 0.0
 
 
 def test_policy_rejects_bad_budgets(tmp_path: Path) -> None:

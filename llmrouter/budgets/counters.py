@@ -18,6 +18,7 @@ from ..errors import LLMRouterError
 __all__ = [
     "NANOS",
     "BudgetUnavailable",
+    "Cell",
     "Counters",
     "LocalCounters",
     "ReserveResult",
@@ -56,23 +57,56 @@ class Counters(Protocol):
     def close(self) -> None: ...
 
 
+Cell = list[int]  # one counter's value, boxed so a caller can hold on to it
+
+
 class LocalCounters:
-    """Counters in this process, under one lock (TTLs are irrelevant: keys carry the period)."""
+    """Counters in this process, under one lock (TTLs are irrelevant: keys carry the period).
+
+    Each counter is a one-element list (a *cell*): :class:`~.enforcer.Budgets` looks the
+    cells of a caller's budgets up once a second and then reserves and settles on them
+    directly (:meth:`reserve_cells`), with no key lookups per call.
+    """
 
     def __init__(self) -> None:
-        self._values: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._cells: dict[str, Cell] = {}
+        self.lock = threading.Lock()  # guards every cell's value
+
+    def cells(self, keys: Sequence[str]) -> tuple[Cell, ...]:
+        """The cells of ``keys`` (made at 0 when new), for :meth:`reserve_cells`."""
+        with self.lock:
+            return tuple(self._cells.setdefault(key, [0]) for key in keys)
+
+    def reserve_cells(
+        self, cells: Sequence[Cell], amount: int, hard: Sequence[tuple[Cell, int]]
+    ) -> int | None:
+        """Add ``amount`` to every cell unless a hard ``(cell, limit)`` would go over its
+        limit; returns that one's index in ``hard`` (and changes nothing), else None."""
+        with self.lock:
+            for index, (cell, limit) in enumerate(hard):
+                if cell[0] + amount > limit:
+                    return index
+            for cell in cells:
+                cell[0] += amount
+            return None
+
+    def adjust_cells(self, cells: Sequence[Cell], delta: int) -> None:
+        if delta:
+            with self.lock:
+                for cell in cells:
+                    cell[0] += delta
 
     def reserve(
         self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
     ) -> ReserveResult:
-        with self._lock:
-            current = [self._values.get(k, 0) for k in keys]
+        cells = self.cells(keys)
+        with self.lock:
+            current = tuple(cell[0] for cell in cells)
             for index, (value, limit) in enumerate(zip(current, limits, strict=True)):
                 if limit is not None and value + amount > limit:
-                    return ReserveResult(index, tuple(current))
-            for key in keys:
-                self._values[key] = self._values.get(key, 0) + amount
+                    return ReserveResult(index, current)
+            for cell in cells:
+                cell[0] += amount
             return ReserveResult(None, tuple(v + amount for v in current))
 
     async def areserve(
@@ -81,15 +115,12 @@ class LocalCounters:
         return self.reserve(keys, amount, limits, ttls)  # a lock held for microseconds
 
     def adjust(self, keys: Sequence[str], delta: int) -> None:
-        if delta == 0:
-            return
-        with self._lock:
-            for key in keys:
-                self._values[key] = self._values.get(key, 0) + delta
+        if delta:
+            self.adjust_cells(self.cells(keys), delta)
 
     def values(self, keys: Sequence[str]) -> list[int]:
-        with self._lock:
-            return [self._values.get(k, 0) for k in keys]
+        with self.lock:
+            return [self._cells[k][0] if k in self._cells else 0 for k in keys]
 
     def close(self) -> None:
         pass

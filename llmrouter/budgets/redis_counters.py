@@ -79,6 +79,11 @@ class RedisCounters:
         self._url = url  # for the asyncio connection of each event loop (areserve)
         # One asyncio connection per event loop; weak keys, so a finished loop's goes too.
         self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # The last loop's connection, found without a WeakKeyDictionary lookup (a Python
+        # method making a weak reference) per call.
+        self._last: tuple[weakref.ref[Any], Any] | None = None
+        # The script's limit and TTL arguments of each budget combination, made once.
+        self._tails: dict[int, tuple[Sequence[int | None], Sequence[int], tuple[int, ...]]] = {}
         self._settlements = RowBuffer(linger_s=settle_s, max_rows=100_000)
         self._thread = threading.Thread(
             target=self._settle_loop, name="llmrouter-budget-settle", daemon=True
@@ -103,21 +108,32 @@ class RedisCounters:
         redis-py's asyncio client for URLs it does not handle (TLS)."""
         if self._url is None:
             return self.reserve(keys, amount, limits, ttls)
-        connection = self._async.get(asyncio.get_running_loop())
-        if connection is None:
-            connection = self._connect_async()
-        args = _script_args(amount, limits, ttls)
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            connection = last[1]
+        else:
+            connection = self._async.get(loop)
+            if connection is None:
+                connection = self._connect_async()
+            self._last = (weakref.ref(loop), connection)
+        tail = self._tails.get(id(limits))
+        if tail is None or tail[0] is not limits or tail[1] is not ttls:
+            tail = (limits, ttls, (*(-1 if limit is None else limit for limit in limits), *ttls))
+            if len(self._tails) >= 4096:
+                self._tails.clear()
+            self._tails[id(limits)] = tail
         try:
             if isinstance(connection, PipelinedRedis):
-                out = await self._evalsha(connection, keys, amount, args)
+                out = await self._evalsha(connection, keys, amount, tail[2])
             else:
-                out = await connection(keys=list(keys), args=args)
+                out = await connection(keys=list(keys), args=[amount, *tail[2]])
         except _REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         return _result(out)
 
     async def _evalsha(
-        self, connection: PipelinedRedis, keys: Sequence[str], amount: int, args: list[int]
+        self, connection: PipelinedRedis, keys: Sequence[str], amount: int, tail: tuple[int, ...]
     ) -> Any:
         def orphan(reply: Any) -> None:
             """The caller went away while Redis reserved: give the reservation back."""
@@ -125,11 +141,11 @@ class RedisCounters:
                 self.adjust(keys, -amount)
 
         reply = await connection.execute(
-            "EVALSHA", _RESERVE_SHA, len(keys), *keys, *args, orphan=orphan
+            "EVALSHA", _RESERVE_SHA, len(keys), *keys, amount, *tail, orphan=orphan
         )
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await connection.execute(
-                "EVAL", _RESERVE, len(keys), *keys, *args, orphan=orphan
+                "EVAL", _RESERVE, len(keys), *keys, amount, *tail, orphan=orphan
             )
         if isinstance(reply, hiredis.ReplyError):
             raise reply
@@ -213,8 +229,8 @@ def _script_args(amount: int, limits: Sequence[int | None], ttls: Sequence[int])
 
 
 def _result(out: Any) -> ReserveResult:
-    values = [int(v) for v in out]
-    return ReserveResult(values[0] - 1 if values[0] else None, tuple(values[1:]))
+    first = int(out[0])
+    return ReserveResult(first - 1 if first else None, tuple(map(int, out[1:])))
 
 
 # What a Redis call can fail with: connection loss or timeout (ours, redis-py's, the
