@@ -3,6 +3,7 @@ request path, durable after flush() and close(), and a failing disk loses only t
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -176,6 +177,73 @@ def test_expired_entries_are_culled_by_the_index_thread(tmp_path: Path) -> None:
     assert len(cache._cache) == 20
     time.sleep(0.1)
     assert cache.get("k1") is None  # expired: never served
-    cache._cull()
+    cache._index.cull()
     assert len(cache._cache) == 0
+    cache.close()
+
+
+def test_a_row_id_reused_after_a_clear_elsewhere_is_noticed(tmp_path: Path) -> None:
+    """SQLite hands out max(rowid)+1: after a clear, new rows reuse ids the reader has seen."""
+    reader = ExactCache(tmp_path, ttl_s=None)
+    writer = ExactCache(tmp_path, ttl_s=None)
+    for n in range(5):
+        writer.put(f"before-{n}", answer(n))
+    writer.flush()
+    assert wait_until(lambda: reader.get("before-4") == answer(4))
+    writer.clear()
+    for n in range(5):  # exactly as many rows: the same ids, no id above what was seen
+        writer.put(f"after-{n}", answer(10 + n))
+    writer.flush()
+    assert wait_until(lambda: all(reader.get(f"after-{n}") == answer(10 + n) for n in range(5)))
+    writer.close()
+    reader.close()
+
+
+def test_the_size_limit_holds_for_short_lived_processes(tmp_path: Path) -> None:
+    big = {"id": "x", "text": "y" * 20_000}
+    for run in range(4):  # each "process" stores ~2 MB and closes within a second
+        cache = ExactCache(tmp_path, ttl_s=None, max_size_mb=1)
+        for n in range(100):
+            cache.put(f"run{run}-{n}", big)
+        cache.close()
+    reopened = ExactCache(tmp_path, ttl_s=None, max_size_mb=1)
+    assert reopened._cache.volume() < 3 * 1024 * 1024
+    reopened.close()
+
+
+def test_a_cache_dropped_without_close_stops_its_index_thread(tmp_path: Path) -> None:
+    import gc
+
+    def index_threads() -> int:
+        return sum(t.name == "llmrouter-cache-index" for t in threading.enumerate())
+
+    baseline = index_threads()
+    for n in range(5):
+        ExactCache(tmp_path / str(n), ttl_s=None).get("k")
+    gc.collect()
+    assert wait_until(lambda: index_threads() == baseline)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_finds_entries_stored_after_the_fork(tmp_path: Path) -> None:
+    cache = ExactCache(tmp_path, ttl_s=None)
+    assert cache.indexed.wait(5)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: wait for the parent's store, then look it up
+        os.close(write)
+        os.read(read, 1)
+        found = wait_until(lambda: cache.get("after-fork") == answer(5))
+        cache.put("from-child", answer(6))
+        cache.flush()
+        os._exit(0 if found else 1)
+    os.close(read)
+    other = ExactCache(tmp_path, ttl_s=None)  # stands in for another process
+    other.put("after-fork", answer(5))
+    other.flush()
+    os.write(write, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_until(lambda: cache.get("from-child") == answer(6))
+    other.close()
     cache.close()

@@ -9,23 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
+import os
 import threading
-import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..write_behind import RowBuffer
-from .presence import KeyFilter
+from .index import KeyIndex
 
 __all__ = ["ExactCache", "cache_key"]
 
 logger = logging.getLogger("llmrouter")
 
-_INDEX_EVERY_S = 1.0  # how often the key filter reads rows other processes stored
-_REBUILD_EVERY_S = 300.0  # a fresh filter sheds keys that expired or were evicted
-_CULL_EVERY_S = 30.0  # expired entries and the size limit, off the write path
+# Every open cache, so that a forked child can reset the threads it did not inherit.
+_OPEN: weakref.WeakSet[ExactCache] = weakref.WeakSet()
 
 # Parameters that do not change what the model writes, and so stay out of the key.
 _NOT_IN_KEY = frozenset(
@@ -68,9 +67,8 @@ class ExactCache:
     ~124 µs for a lone ``set``). Until written, an answer is served from a small map of
     pending writes. ``flush()`` waits for what was put before it; ``close()`` flushes first.
 
-    Lookups of keys never stored skip the disk (:class:`~llmrouter.cache.presence.KeyFilter`,
-    kept up to date by an index thread that also culls expired entries and enforces the size
-    limit every 30 s, instead of on every write).
+    Lookups of keys never stored skip the disk (:mod:`llmrouter.cache.index`, whose thread
+    also culls expired entries and the size limit, instead of every write doing so).
     """
 
     def __init__(self, path: str | Path, ttl_s: float | None, max_size_mb: int = 512) -> None:
@@ -79,7 +77,7 @@ class ExactCache:
         Path(path).mkdir(parents=True, exist_ok=True)
         # A small page cache and no mmap: the cache's memory stays flat however large it grows.
         # cull_limit=0: a write does not look for expired entries or check the size (about
-        # 40% of a write's cost); the index thread culls instead.
+        # 40% of a write's cost); the index thread culls, and close() does.
         self._cache = diskcache.Cache(
             str(path),
             size_limit=max_size_mb * 1024 * 1024,
@@ -87,42 +85,40 @@ class ExactCache:
             sqlite_cache_size=256,
             cull_limit=0,
         )
-        self._db_path = Path(path) / diskcache.core.DBNAME
         self.ttl_s = ttl_s
         self._pending: dict[str, dict[str, Any]] = {}
         self._buffer = RowBuffer()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
-        # None until built (and after an index failure): then every lookup reads the disk.
-        self._filter: KeyFilter | None = None
-        self._seen_rowid = 0
-        self.indexed = threading.Event()  # set once the filter first covers the disk
-        self._stop_index = threading.Event()
-        self._indexer = threading.Thread(
-            target=self._index_loop, name="llmrouter-cache-index", daemon=True
-        )
-        self._indexer.start()
+        self._index = KeyIndex(self._cache, Path(path) / diskcache.core.DBNAME)
+        # Dropped without close(): the index thread (which does not hold this object) stops.
+        weakref.finalize(self, self._index.stop, False)
+        _OPEN.add(self)
+
+    @property
+    def indexed(self) -> threading.Event:
+        """Set once lookups of keys never stored stop reading the disk."""
+        return self._index.ready
 
     def get(self, key: str) -> dict[str, Any] | None:
         pending = self._pending.get(key)
         if pending is not None:
             return pending
-        known = self._filter
-        if known is not None and key not in known:
+        if not self._index.may_hold(key):
             return None
+        self._index.ensure_running()  # a no-op but in a forked child
         value = self._cache.get(key)
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        known = self._filter
-        if known is not None:
-            known.add(key)
+        self._index.add(key)
         with self._lock:
             self._pending[key] = value
         self._buffer.put((key, value))
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
+                    self._index.ensure_running()
                     self._writer = threading.Thread(
                         target=self._write_loop, name="llmrouter-cache", daemon=True
                     )
@@ -132,15 +128,21 @@ class ExactCache:
         if self._writer is not None:
             self._buffer.flush()
 
+    def _after_fork(self) -> None:
+        """In a forked child no thread of the parent runs: start afresh, lazily."""
+        self._lock = threading.Lock()
+        self._buffer = RowBuffer()
+        self._pending = {}  # the parent writes what it had pending
+        self._writer = None
+        self._index.after_fork()
+
     def _write_loop(self) -> None:
         while True:
             batch, markers = self._buffer.take()
             if batch:
                 self._store(batch)
-                known = self._filter  # puts made before the filter was built are in it now
-                if known is not None:
-                    for key, _ in batch:
-                        known.add(key)
+                for key, _ in batch:  # puts made before the filter was built are in it now
+                    self._index.add(key)
                 with self._lock:  # a newer answer put meanwhile stays pending
                     for key, value in batch:
                         if self._pending.get(key) is value:
@@ -156,82 +158,10 @@ class ExactCache:
         except Exception as exc:  # a full disk must not stop later writes
             logger.warning("exact cache write failed, %d entries dropped: %s", len(batch), exc)
 
-    # --- the key filter ----------------------------------------------------------------------
-
-    def _index_loop(self) -> None:
-        """Build the filter, then every second add the rows stored since (by any process);
-        rebuild it when it fills up, every five minutes, or when rows were deleted from the
-        end of the table (a clear elsewhere); cull every 30 s."""
-        connection: sqlite3.Connection | None = None
-        built = last_cull = time.monotonic()
-        failing = False
-        while True:
-            try:
-                if connection is None:
-                    connection = sqlite3.connect(self._db_path, check_same_thread=False)
-                    connection.execute("PRAGMA query_only = 1")
-                now = time.monotonic()
-                known = self._filter
-                if known is None or known.full or now - built >= _REBUILD_EVERY_S:
-                    self._rebuild(connection)
-                    built = now
-                elif not self._catch_up(connection, known):
-                    self._filter = None  # rows were deleted from the end: rebuild next time
-                self.indexed.set()
-                failing = False
-            except (sqlite3.Error, OSError) as exc:
-                self._filter = None
-                if not failing:  # once per outage, not every second
-                    logger.warning("exact cache index unavailable, lookups read the disk: %s", exc)
-                failing = True
-                if connection is not None:
-                    connection.close()
-                    connection = None
-            if self._stop_index.wait(_INDEX_EVERY_S):
-                break
-            if time.monotonic() - last_cull >= _CULL_EVERY_S:
-                last_cull = time.monotonic()
-                self._cull()
-        if connection is not None:
-            connection.close()
-
-    def _rebuild(self, connection: sqlite3.Connection) -> None:
-        (rows,) = connection.execute("SELECT COUNT(*) FROM Cache").fetchone()
-        fresh = KeyFilter(2 * rows)
-        last = 0
-        for rowid, key in connection.execute("SELECT rowid, key FROM Cache ORDER BY rowid"):
-            if isinstance(key, str):
-                fresh.add(key)
-            last = rowid
-        self._seen_rowid = last
-        self._filter = fresh
-        # Rows stored while the filter was built (and this process's puts made meanwhile,
-        # which went to the old filter) have higher rowids: add them now.
-        self._catch_up(connection, fresh)
-
-    def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> bool:
-        """Add the rows stored since the last look; False if rows vanished from the end."""
-        rows = connection.execute(
-            "SELECT rowid, key FROM Cache WHERE rowid > ? ORDER BY rowid", (self._seen_rowid,)
-        ).fetchall()
-        if rows:
-            for _, key in rows:
-                if isinstance(key, str):
-                    known.add(key)
-            self._seen_rowid = rows[-1][0]
-            return True
-        (top,) = connection.execute("SELECT MAX(rowid) FROM Cache").fetchone()
-        return (top or 0) >= self._seen_rowid
-
-    def _cull(self) -> None:
-        try:
-            self._cache.cull()
-        except Exception as exc:  # a busy or full disk: try again next time
-            logger.warning("exact cache cull failed: %s", exc)
-
     def clear(self) -> None:
         self.flush()
         self._cache.clear()
+        self._index.filter = None  # read the disk until the index has rebuilt
 
     def __len__(self) -> int:
         self.flush()
@@ -242,6 +172,15 @@ class ExactCache:
         if writer is not None:
             self._buffer.stop().done.wait()
             writer.join()
-        self._stop_index.set()
-        self._indexer.join()
+        self._index.stop()
+        self._index.cull()  # a short-lived process culls here, not after 30 s
         self._cache.close()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_OPEN):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,156 @@
+"""The exact cache's index: which keys its diskcache directory holds, kept in memory.
+
+A :class:`~llmrouter.cache.presence.KeyFilter` answers "certainly not stored" without a
+disk read. A thread builds it from the SQLite table, then once a second adds the rows any
+process stored since (by rowid), rebuilds it when it fills up, every five minutes, or when
+rows it saw were replaced (a clear or an eviction elsewhere lets SQLite reuse row ids), and
+culls expired entries and the size limit (on its first pass, then every 30 s). Until the
+filter is built, or whenever it cannot be trusted, lookups read the disk.
+
+The thread holds no reference to the cache that owns the index, so an owner dropped
+without ``close()`` stops it; a forked child starts its own on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .presence import KeyFilter
+
+__all__ = ["KeyIndex"]
+
+logger = logging.getLogger("llmrouter")
+
+_TICK_S = 1.0  # how often rows stored by other processes are read
+_REBUILD_EVERY_S = 300.0  # a fresh filter sheds keys that expired or were evicted
+_CULL_EVERY_S = 30.0  # expired entries and the size limit, off the write path
+
+
+class KeyIndex:
+    def __init__(self, cache: Any, db_path: Path) -> None:
+        self._cache = cache  # the diskcache.Cache (for culling)
+        self._db_path = db_path
+        self.filter: KeyFilter | None = None
+        self._seen_rowid = 0
+        self._seen_key: str | None = None
+        self.ready = threading.Event()  # set once the filter first covers the disk
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+        self.ensure_running()
+
+    def ensure_running(self) -> None:
+        """Start the thread unless it runs (or ran: ``stop()`` is final)."""
+        with self._starting:
+            if self._thread is not None:
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop,), name="llmrouter-cache-index", daemon=True
+            )
+            self._thread.start()
+
+    def may_hold(self, key: str) -> bool:
+        known = self.filter
+        return known is None or key in known
+
+    def add(self, key: str) -> None:
+        known = self.filter
+        if known is not None:
+            known.add(key)
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def after_fork(self) -> None:
+        """In a forked child the thread is gone: read the disk until a new one has built a
+        filter of the child's own."""
+        self.filter = None
+        self._seen_rowid, self._seen_key = 0, None
+        self.ready = threading.Event()
+        self._starting = threading.Lock()  # another thread may have held it at the fork
+        self._thread = None
+
+    # --- the thread ----------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        connection: sqlite3.Connection | None = None
+        built = last_cull = time.monotonic()
+        first, failing = True, False
+        while not stop.is_set():
+            if first or time.monotonic() - last_cull >= _CULL_EVERY_S:
+                last_cull = time.monotonic()
+                self.cull()
+            try:
+                if connection is None:
+                    connection = sqlite3.connect(self._db_path, check_same_thread=False)
+                    connection.execute("PRAGMA query_only = 1")
+                now = time.monotonic()
+                known = self.filter
+                if first or known is None or known.full or now - built >= _REBUILD_EVERY_S:
+                    self._rebuild(connection)
+                    built = now
+                elif not self._catch_up(connection, known):
+                    self.filter = None  # rows it saw were replaced: rebuild next time
+                self.ready.set()
+                failing = False
+            except (sqlite3.Error, OSError) as exc:
+                self.filter = None
+                if not failing:  # once per outage, not every second
+                    logger.warning("exact cache index unavailable, lookups read the disk: %s", exc)
+                failing = True
+                if connection is not None:
+                    connection.close()
+                    connection = None
+            first = False
+            stop.wait(_TICK_S)
+        if connection is not None:
+            connection.close()
+
+    def _rebuild(self, connection: sqlite3.Connection) -> None:
+        (rows,) = connection.execute("SELECT COUNT(*) FROM Cache").fetchone()
+        fresh = KeyFilter(2 * rows)
+        last, last_key = 0, None
+        for rowid, key in connection.execute("SELECT rowid, key FROM Cache ORDER BY rowid"):
+            if isinstance(key, str):
+                fresh.add(key)
+            last, last_key = rowid, key
+        self._seen_rowid, self._seen_key = last, last_key
+        self.filter = fresh
+        # Rows stored while the filter was built (and puts made meanwhile, which went to the
+        # old filter) have higher row ids: add them now.
+        self._catch_up(connection, fresh)
+
+    def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> bool:
+        """Add the rows stored since the last look; False if the last row seen was replaced
+        (its row id may now belong to a row this filter does not know)."""
+        if self._seen_rowid:
+            found = connection.execute(
+                "SELECT key FROM Cache WHERE rowid = ?", (self._seen_rowid,)
+            ).fetchone()
+            if found is None or found[0] != self._seen_key:
+                return False
+        rows = connection.execute(
+            "SELECT rowid, key FROM Cache WHERE rowid > ? ORDER BY rowid", (self._seen_rowid,)
+        ).fetchall()
+        for _, key in rows:
+            if isinstance(key, str):
+                known.add(key)
+        if rows:
+            self._seen_rowid, self._seen_key = rows[-1]
+        return True
+
+    def cull(self) -> None:
+        """Remove expired entries and evict down to the size limit (diskcache's cull)."""
+        try:
+            self._cache.cull()
+        except Exception as exc:  # a busy or full disk: try again next time
+            logger.warning("exact cache cull failed: %s", exc)
