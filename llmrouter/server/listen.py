@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -92,6 +93,9 @@ def _worker(build_app: Callable[[], ServerApp], sock: socket.socket, timeouts: T
     # start-up allocated and dropped goes back to the system (~15 MB).
     app.router.route([{"role": "user", "content": "Warm-up: is the router ready?"}])
     return_freed_memory()
+    # What start-up built lives as long as the process: out of the collector's sight, so a
+    # full collection walks only what requests allocate (shorter pauses at p99).
+    gc.freeze()
     main = _serve(app, sock, timeouts)
     if importlib.util.find_spec("uvloop") is not None:
         import uvloop
