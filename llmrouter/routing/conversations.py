@@ -20,13 +20,17 @@ __all__ = ["ConversationMemory", "conversation_key"]
 
 def conversation_key(messages: Sequence[Mapping[str, Any]]) -> str:
     """A digest of the messages by role and text, insensitive to fields clients add or drop."""
+    return _digest(messages).hex()
+
+
+def _digest(messages: Sequence[Mapping[str, Any]]) -> bytes:
     digest = hashlib.blake2b(digest_size=16)
     for message in messages:
         digest.update(str(message.get("role", "")).encode())
         digest.update(b"\x01")
         digest.update(message_text(message).encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
-    return digest.hexdigest()
+    return digest.digest()
 
 
 def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
@@ -37,11 +41,12 @@ def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
 
 
 class ConversationMemory:
-    """A bounded LRU map from conversation prefix to the backend that answered it."""
+    """A bounded LRU map from conversation prefix to the backend that answered it (keys
+    are 16-byte digests: 65 bytes an entry less than hex strings)."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._entries: OrderedDict[bytes, str] = OrderedDict()
         self._lock = threading.Lock()
 
     def backend_for(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, int] | None:
@@ -50,7 +55,7 @@ class ConversationMemory:
         index = last_assistant_index(messages)
         if index is None:
             return None
-        key = conversation_key(messages[: index + 1])
+        key = _digest(messages[: index + 1])
         with self._lock:
             backend = self._entries.get(key)
             if backend is not None:
@@ -63,7 +68,7 @@ class ConversationMemory:
         reply: Mapping[str, Any],
         backend: str,
     ) -> None:
-        key = conversation_key([*messages, reply])
+        key = _digest([*messages, reply])
         with self._lock:
             self._entries[key] = backend
             self._entries.move_to_end(key)
