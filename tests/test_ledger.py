@@ -125,3 +125,36 @@ def test_a_value_sqlite_cannot_store_loses_only_its_row(
     ledger.close()
     assert [r["request_id"] for r in rows] == [f"req_{i}" for i in range(10) if i != 4]
     assert "req_4 cannot be stored" in caplog.text
+
+
+def test_missing_and_zero_values_round_trip(tmp_path: Path) -> None:
+    # The batch writer sends no None: missing texts and numbers must still come back None,
+    # and "0", 0 and 0.0 must stay what they were.
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    given = []
+    for i in range(40):
+        item = record(i)
+        if i % 2:
+            item.error_kind, item.fallback_from, item.user = "0", "", "alice"
+            item.api_key_id, item.prompt = "KEY", "0"
+            item.ttft_ms, item.complexity, item.tokens_before_compression = 0.0, 0.0, 0
+        else:
+            item.complexity = None
+        given.append(item)
+        ledger.record(item)
+    rows = ledger.rows()
+    ledger.close()
+    columns = (
+        "error_kind",
+        "fallback_from",
+        "user",
+        "api_key_id",
+        "prompt",
+        "ttft_ms",
+        "complexity",
+        "tokens_before_compression",
+    )
+    for row, item in zip(rows, given, strict=True):
+        for column in columns:
+            value = getattr(item, column)
+            assert row[column] == value and type(row[column]) is type(value), column

@@ -71,6 +71,17 @@ _ALL = operator.attrgetter(*COLUMNS)
 # less than a statement per row (and releases the GIL once, not once per row); 32 x 26
 # parameters stays under the 999 that SQLite before 3.32 allowed.
 _CHUNK = 32
+# Binding None or a bool costs sqlite3 ~15x an int, float or str: it asks the adapter
+# registry and raises and clears two AttributeErrors (formatted messages included) per
+# value. So the batch writer binds no None and no bool: a missing text is sent as 0 and
+# turned back into NULL by NULLIF(?, 0) (these columns hold text, never the integer 0); a
+# missing number is sent as NaN, which SQLite stores as NULL (as it stores a NaN).
+_NULLABLE_TEXT = ("error_kind", "fallback_from", "user", "api_key_id", "prompt")
+_NULLABLE_NUMBER = ("ttft_ms", "complexity", "tokens_before_compression")
+_TEXT_INDEXES = tuple(COLUMNS.index(c) for c in _NULLABLE_TEXT)
+_NUMBER_INDEXES = tuple(COLUMNS.index(c) for c in _NULLABLE_NUMBER)
+_STREAM = COLUMNS.index("stream")
+_NAN = float("nan")
 # What a value SQLite cannot bind raises (the type, or an integer out of range).
 _BAD_VALUE = (
     TypeError,
@@ -193,14 +204,21 @@ class SQLiteLedger(BatchedLedger):
 
 
 def _insert_sql(rows: int) -> str:
-    values = ", ".join([f"({', '.join('?' * _WIDTH)})"] * rows)
+    one = ", ".join("NULLIF(?, 0)" if c in _NULLABLE_TEXT else "?" for c in COLUMNS)
+    values = ", ".join([f"({one})"] * rows)
     return f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES {values}"
 
 
 def _flat_values(records: list[CallRecord]) -> list[Any]:
-    """The records' values, one after another, for a multi-row INSERT (tags as JSON)."""
+    """The records' values, one after another, for a multi-row INSERT: tags as JSON, no
+    None and no bool (see ``_NULLABLE_TEXT``)."""
     flat = list(chain.from_iterable(map(_ALL, records)))
     flat[_TAGS::_WIDTH] = [json.dumps(tags) if tags else "[]" for tags in flat[_TAGS::_WIDTH]]
+    flat[_STREAM::_WIDTH] = list(map(int, flat[_STREAM::_WIDTH]))
+    for column in _TEXT_INDEXES:
+        flat[column::_WIDTH] = [0 if v is None else v for v in flat[column::_WIDTH]]
+    for column in _NUMBER_INDEXES:
+        flat[column::_WIDTH] = [_NAN if v is None else v for v in flat[column::_WIDTH]]
     return flat
 
 
