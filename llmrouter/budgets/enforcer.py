@@ -227,18 +227,29 @@ class Budgets:
 
     def _reserve_local(self, applied: _Applied, amount: int, worst_case: float) -> Hold:
         """Reserve on in-process cells: one lock, a comparison per hard budget, an addition
-        per budget."""
-        local = self._local
-        assert local is not None and applied.cells is not None
-        refused = local.reserve_cells(applied.cells, amount, applied.hard)
-        if refused is not None or applied.has_soft:
-            with local.lock:
-                values = tuple(cell[0] for cell in applied.cells)
-            index = applied.hard_index[refused] if refused is not None else None
-            hold = self._conclude(applied, amount, worst_case, ReserveResult(index, values))
-            hold.cells = applied.cells
-            return hold
-        return Hold(applied.keys, amount, None, applied.cells)
+        per budget (written out flat: this runs on every call)."""
+        cells = applied.cells
+        assert cells is not None
+        refused = False
+        with self._local_lock:
+            for cell, limit in applied.hard:
+                if cell[0] + amount > limit:
+                    refused = True
+                    break
+            else:
+                for cell in cells:
+                    cell[0] += amount
+            if refused or applied.has_soft:
+                values = tuple(cell[0] for cell in cells)  # as the check saw them
+        if not refused and not applied.has_soft:  # the usual case
+            return Hold(applied.keys, amount, None, cells)
+        index = None
+        if refused:
+            limits = applied.limits
+            index = next(i for i in applied.hard_index if values[i] + amount > limits[i])  # type: ignore[operator]
+        hold = self._conclude(applied, amount, worst_case, ReserveResult(index, values))
+        hold.cells = cells
+        return hold
 
     def _conclude(
         self, applied: _Applied, amount: int, worst_case: float, result: ReserveResult
