@@ -140,9 +140,17 @@ class ChatCompletion(_OpenAIModel):
 
 
 class ChatCompletionChunk(_OpenAIModel):
+    __slots__ = ("_wire",)  # as on ChatCompletion
+    if TYPE_CHECKING:
+        _wire: dict[str, Any] | None
+
     id: str
     object: str = "chat.completion.chunk"
     created: int = 0
     model: str = ""
     choices: list[ChunkChoice]
     usage: Usage | None = None
+
+    def wire(self) -> dict[str, Any] | None:
+        """The event this chunk was validated from (see :meth:`ChatCompletion.wire`)."""
+        return getattr(self, "_wire", None)

@@ -944,12 +944,14 @@ def _chunk(event: dict[str, Any], name: str) -> ChatCompletionChunk:
     """A streamed event as a chunk; one that is not a chunk breaks the stream (recorded as
     such) rather than escaping as a validation error mid-response."""
     try:
-        return ChatCompletionChunk.model_validate(event)
+        chunk = ChatCompletionChunk.model_validate(event)
     except ValueError:
         raise StreamInterrupted(
             f"backend {name!r} sent a stream event that is not a chat completion chunk",
             backend=name,
         ) from None
+    chunk._wire = event
+    return chunk
 
 
 def _cacheable(response: dict[str, Any], spend: Spend) -> dict[str, Any]:

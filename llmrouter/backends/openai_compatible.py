@@ -7,10 +7,9 @@ about a quarter of the sidecar's CPU per request and do nothing for these calls.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -19,26 +18,13 @@ from .. import __version__
 from ..errors import StreamInterrupted, UpstreamError
 from ..policy.schema import BackendConfig
 from .base import error_for_status, parse_retry_after
+from .codec import dumps, loads
 from .http11 import LeanAsyncTransport, upstream_transport
-from .sse import DONE, parse_data_line
+from .sse import DONE, aiter_sse_lines, parse_data_line
 
 __all__ = ["OpenAICompatibleClient"]
 
 
-def _json_dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    """orjson (the server extra) when installed: the same JSON, several times faster."""
-    if importlib.util.find_spec("orjson") is None:
-        return _json_dumps, json.loads
-    import orjson
-
-    return orjson.dumps, orjson.loads
-
-
-_dumps, _loads = _codec()
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 _USER_AGENT = f"llmrouter/{__version__}"
 
@@ -97,14 +83,14 @@ class OpenAICompatibleClient:
                 "POST",
                 self._async_url,
                 headers=self._request_headers,
-                stream=httpx.ByteStream(_dumps(body)),
+                stream=httpx.ByteStream(dumps(body)),
                 extensions=extensions,
             )
         return httpx.Request(
             "POST",
             self._async_url,
             headers=self._request_headers,
-            content=_dumps(body),
+            content=dumps(body),
             extensions=extensions,
         )
 
@@ -165,7 +151,7 @@ class OpenAICompatibleClient:
                 if resp.status_code >= 400:
                     await resp.aread()
                     self._decode(resp.status_code, resp.headers, resp.content)
-                async for line in resp.aiter_lines():
+                async for line in aiter_sse_lines(resp):
                     event = reader.read(line)
                     if event is not None:
                         yield event
@@ -198,7 +184,7 @@ class OpenAICompatibleClient:
                 parse_retry_after(headers.get("retry-after")),
             )
         try:
-            data = _loads(content)
+            data = loads(content)
         except ValueError:
             raise UpstreamError(
                 f"backend {self.name!r} answered with malformed JSON",

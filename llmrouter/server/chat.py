@@ -8,6 +8,7 @@ through one for one and a later failure ends the stream with an error event
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from .replies import Reply, StreamReply, SyncStreamReply
 from .wire import ChatRequest, error_payload, header_value, json_bytes, parse_chat, router_headers
 
 __all__ = ["achat", "chat"]
+
+logger = logging.getLogger("llmrouter.server")
 
 Observer = Callable[[RouterInfo], None]
 
@@ -73,14 +76,20 @@ def chat(
 
 def _json_reply(completion: ChatCompletion) -> Reply:
     info = completion.router
-    wire = completion.wire()  # the upstream's JSON as validated: no second serialisation
-    try:
-        body = json_bytes(wire) if wire is not None else b""
-    except TypeError:  # a backend adapter left a non-JSON value in it: the model knows how
-        wire = None
-    if wire is None:
-        body = completion.model_dump_json(exclude_unset=True).encode()
+    body = _wire_json(completion)
     return Reply(200, body, router_headers(info), info=info)
+
+
+def _wire_json(model: ChatCompletion | ChatCompletionChunk) -> bytes:
+    """The JSON the upstream sent, as validated (no second serialisation); the model's own
+    serialisation when there is none, or when a backend adapter left a non-JSON value."""
+    wire = model.wire()
+    if wire is not None:
+        try:
+            return json_bytes(wire)
+        except TypeError:
+            logger.debug("serialising %s from the model: its wire form is not JSON", model.id)
+    return model.model_dump_json(exclude_unset=True).encode()
 
 
 def _stream_headers(stream: AsyncCompletionStream | CompletionStream) -> list[tuple[str, str]]:
@@ -114,7 +123,7 @@ class _Framer:
             if not chunk.choices and not self.include_usage:
                 return None  # the router asked upstream for usage; this client did not
             self.saw_usage = True
-        return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+        return b"data: " + _wire_json(chunk) + b"\n\n"
 
     def closing(self, info: RouterInfo) -> list[bytes]:
         """Usage (when asked and upstream sent none, counted by the router), metadata, DONE."""
