@@ -19,6 +19,9 @@ Prints requests/s and p50/p99 latency at concurrency 32 (the median of ``--round
 interleaved across configurations), the sidecar's CPU time per request (median, and each
 round's), and each configuration's throughput relative to ``bare``. The CPU figure is the
 fairer one on a shared machine: requests/s moves with whatever else runs on the cores.
+When ``perf`` is installed (and allowed: ``kernel.perf_event_paranoid`` ≤ 2), it also
+prints the sidecar's instructions per request (user + kernel, all threads), which do not
+move with the machine's load at all: the steadiest figure for comparing two versions.
 
     python benchmarks/bench_ledger_budget.py [--seconds 10] [--rounds 3]
 """
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,6 +134,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_perf(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """Count the sidecar's instructions (all threads) until stopped; None without perf."""
+    if shutil.which("perf") is None:
+        return None
+    return subprocess.Popen(
+        ["perf", "stat", "-x,", "-e", "instructions:u,instructions:k", "-p", str(pid)],
+        stderr=out.open("w"),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def stop_perf(counter: subprocess.Popen[bytes] | None, out: Path) -> float | None:
+    """Instructions counted, or None when perf was absent or could not count."""
+    if counter is None:
+        return None
+    counter.send_signal(signal.SIGINT)
+    counter.wait(timeout=10)
+    total = 0.0
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[0].replace(".", "").isdigit():
+            total += float(fields[0])
+    return total or None
+
+
 def measure(workdir: Path, upstream: str, modes: list[str], args: argparse.Namespace) -> list[Any]:
     """All sidecars run at once (idle ones cost nothing); rounds interleave the modes, so a
     burst of background load on the machine hits every mode alike. Besides requests/s, the
@@ -139,9 +169,13 @@ def measure(workdir: Path, upstream: str, modes: list[str], args: argparse.Names
     try:
         for _ in range(args.rounds):
             for mode, (process, base) in zip(modes, started, strict=True):
+                counts = workdir / "perf.txt"
+                counter = start_perf(process.pid, counts)
                 before = cpu_seconds(process.pid)
                 result = wrk(base, 32, args.seconds)
                 result["cpu_us"] = (cpu_seconds(process.pid) - before) / result["requests"] * 1e6
+                instructions = stop_perf(counter, counts)
+                result["kinstr"] = instructions / result["requests"] / 1e3 if instructions else None
                 runs[mode].append(result)
     finally:
         for process, _ in started:
@@ -151,6 +185,7 @@ def measure(workdir: Path, upstream: str, modes: list[str], args: argparse.Names
         ordered = sorted(runs[mode], key=lambda r: r["rps"])
         middle = ordered[len(ordered) // 2]
         cpu = sorted(r["cpu_us"] for r in runs[mode])
+        kinstr = sorted(r["kinstr"] for r in runs[mode] if r["kinstr"] is not None)
         results.append(
             {
                 "mode": mode,
@@ -160,6 +195,7 @@ def measure(workdir: Path, upstream: str, modes: list[str], args: argparse.Names
                 "p99_ms": middle["p99_us"] / 1000,
                 "cpu_us": cpu[len(cpu) // 2],
                 "all_cpu_us": [round(r["cpu_us"]) for r in runs[mode]],
+                "kinstr": kinstr[len(kinstr) // 2] if kinstr else None,
             }
         )
     return results
@@ -202,6 +238,14 @@ def main() -> None:
         "(CPU 'vs bare' is bare's CPU per request over this one's: the throughput ratio a "
         "dedicated core would see)"
     )
+    if all(r["kinstr"] for r in results):
+        print("\ninstructions per request (median; user + kernel, all sidecar threads):")
+        for result in results:
+            extra = result["kinstr"] - bare["kinstr"]
+            print(
+                f"{result['mode']:<8} {result['kinstr']:>8.0f}k  "
+                f"{'' if result is bare else f'+{extra:.0f}k over bare'}"
+            )
 
 
 if __name__ == "__main__":
