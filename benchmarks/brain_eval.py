@@ -8,7 +8,7 @@ calibrates from 100 prompts of one task and routes another; the share it predict
 both on the labelled sample and on 100 unlabelled prompts of the target task (traffic).
 
 Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
-Fold weights are cached in build/brain-cv-v2/ (delete it to retrain); needs ../shared.
+Fold weights are cached in build/brain-cv-v4/ (delete it to retrain); needs ../shared.
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v2")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v4")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)

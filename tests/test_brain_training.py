@@ -12,7 +12,14 @@ from llmrouter.brain.abilities import resolve_params
 from llmrouter.brain.dataset import Record
 from llmrouter.brain.model import BrainWeights, PromptState
 from llmrouter.brain.predictor import LearnedPredictor
-from llmrouter.brain.training import TrainConfig, fold_of, train
+from llmrouter.brain.training import (
+    TrainConfig,
+    _drop_common,
+    featurize,
+    fold_of,
+    plain_ability,
+    train,
+)
 from llmrouter.tokens import encode
 
 EASY = ["apple", "river", "green", "table", "music", "garden", "bread", "window"]
@@ -40,7 +47,8 @@ def synthetic(n: int, seed: int) -> tuple[list[Record], list[float]]:
 @pytest.fixture(scope="module")
 def trained() -> BrainWeights:
     records, _ = synthetic(400, seed=1)
-    return train(records, TrainConfig(max_iter=80))
+    # An eight-word vocabulary puts every word in most prompts: keep common buckets here.
+    return train(records, TrainConfig(max_iter=80, max_df=1.0))
 
 
 def test_learns_model_order(trained: BrainWeights) -> None:
@@ -105,7 +113,9 @@ def test_factors_learn_a_prompt_by_model_interaction() -> None:
             "right-model": float(rng.random() < (0.2 if topic else 0.9)),
         }
         records.append(Record(id=f"f{i}", text=" ".join(words), scores=scores))
-    weights = train(records, TrainConfig(max_iter=150, factors=2))
+    # Six-word vocabularies: every word is in more than a quarter of the prompts, so keep
+    # the common buckets here (max_df=1.0); the shipped default drops them.
+    weights = train(records, TrainConfig(max_iter=150, factors=2, max_df=1.0))
     predictor = LearnedPredictor(weights)
     left = resolve_params("left-model", 0.5, None, weights.meta)
     right = resolve_params("right-model", 0.5, None, weights.meta)
@@ -116,3 +126,50 @@ def test_factors_learn_a_prompt_by_model_interaction() -> None:
     p = LearnedPredictor.probability_of
     assert p(hard.state, left) > p(hard.state, right) + 0.3
     assert p(easy.state, right) > p(easy.state, left) + 0.3
+
+
+def test_common_buckets_are_dropped_without_renormalising() -> None:
+    texts = ["the cat sat.", "the dog ran.", "the fish swam.", "a bird flew"]
+    feats = featurize(texts)
+    kept = _drop_common(feats, 0.5)
+    common = np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1]) > 2
+    assert common.any()
+    assert not np.isin(kept.hashed.indices, np.flatnonzero(common)).any()
+    # Surviving entries keep their value (count / all n-grams of the prompt).
+    dense, before = kept.hashed.toarray(), feats.hashed.toarray()
+    assert np.array_equal(dense[:, ~common], before[:, ~common])
+    assert _drop_common(feats, 1.0) is feats
+
+
+def test_factors_are_centred_and_ratings_match_the_anchor_models() -> None:
+    """Training models keep their predictions; a plain backend rated like an anchor model
+    gets that model's mean logit over the training prompts."""
+    records, _ = synthetic(300, seed=6)
+    config = TrainConfig(
+        max_iter=120,
+        factors=2,
+        max_df=1.0,
+        rating_anchors=(("strong-model", 0.9), ("weak-model", 0.35)),
+    )
+    weights = train(records, config)
+    states = [weights.state(r.text, encode(r.text))[0] for r in records]
+    factors = np.asarray([s.factors for s in states])
+    assert np.abs(factors.mean(axis=0)).max() < 1e-3
+    typical = weights.meta["typical_prompt"]
+    assert typical["difficulty"] == pytest.approx(np.mean([s.difficulty for s in states]), abs=1e-3)
+
+    def mean_logit(params: object) -> float:
+        total = 0.0
+        for s in states:
+            p = LearnedPredictor.probability_of(s, params)  # type: ignore[arg-type]
+            p = min(max(p, 1e-12), 1 - 1e-12)
+            total += math.log(p / (1 - p))
+        return total / len(states)
+
+    for model, rating in config.rating_anchors:
+        known = resolve_params(model, 0.5, None, weights.meta)
+        rated = resolve_params("some-new-model", rating, None, weights.meta)
+        assert rated.ability == pytest.approx(
+            plain_ability(weights.meta["models"][model], typical), abs=1e-3
+        )
+        assert mean_logit(rated) == pytest.approx(mean_logit(known), abs=0.02)

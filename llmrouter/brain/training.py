@@ -52,6 +52,11 @@ class TrainConfig:
     l2_factor_prompt: float = 1e-6
     l2_factor_model: float = 1e-4
     l2_discrimination: float = 1e-3
+    # n-gram buckets present in more than this share of the training prompts are left out
+    # (weight 0). Punctuation and function words act as 1/length proxies, which extrapolate
+    # badly to very short prompts; 0.25 was tried (docs/brain.md) and lost more than it won
+    # in cross-validation, so the default keeps every bucket.
+    max_df: float = 1.0
     rating_anchors: tuple[tuple[str, float], ...] = (
         ("gpt-4-1106-preview", 0.9),
         ("mistral-7b-chat", 0.35),
@@ -98,6 +103,24 @@ def featurize(texts: Sequence[str], progress: Callable[[int], None] | None = Non
     )
     structural = np.asarray(rows, dtype=np.float64).reshape(len(texts), len(STRUCTURAL_NAMES))
     return FeatureMatrix(hashed, structural, list(texts))
+
+
+def _drop_common(feats: FeatureMatrix, max_df: float) -> FeatureMatrix:
+    """The features with the buckets of more than ``max_df`` of the prompts zeroed.
+
+    Rows keep their normalisation (counts / all n-grams of the prompt), as at inference,
+    where a zero-weight bucket still counts in the average.
+    """
+    if max_df >= 1.0 or feats.hashed.shape[0] == 0:
+        return feats
+    df = np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1])
+    common = df > max_df * feats.hashed.shape[0]
+    if not common.any():
+        return feats
+    hashed = feats.hashed.copy()
+    hashed.data[common[hashed.indices]] = 0.0
+    hashed.eliminate_zeros()
+    return FeatureMatrix(hashed, feats.structural, feats.texts)
 
 
 def _softmax(z: FloatArray) -> FloatArray:
@@ -336,6 +359,7 @@ def train(
     config = config or TrainConfig()
     if feats is None:
         feats = featurize([r.text for r in records])
+    feats = _drop_common(feats, config.max_df)
     index = {name: i for i, name in enumerate(CATEGORIES)}
     labels = np.asarray(
         [index.get(category_of_task(r.task) or "", -1) for r in records], dtype=np.int64
@@ -355,6 +379,16 @@ def train(
         + demands @ fit["category_difficulty"]
     )
     hashed_part = feats.hashed @ fit["hashed"]
+    # Centre the prompt factors on the training prompts and move each model's mean factor
+    # term into its ability: the same predictions for every training model, but `ability`
+    # now means the ability at an average prompt, which is what the rating anchors and a
+    # new backend (no loadings) need.
+    factor_mean = np.asarray(
+        (feats.hashed @ fit["factor_hashed"] + feats.structural @ fit["factor_structural"]).mean(
+            axis=0
+        )
+    ).ravel()
+    fit["ability"] = fit["ability"] + fit["loadings"] @ factor_mean
     models = {
         name: {
             "ability": round(float(fit["ability"][i]), 4),
@@ -365,6 +399,7 @@ def train(
         for i, name in enumerate(obs.models)
         if not obs.pseudo[i]
     }
+    typical = {"demands": demands.mean(axis=0), "difficulty": float(difficulty.mean())}
     meta: dict[str, Any] = {
         "version": 2,
         "factors": config.factors,
@@ -373,7 +408,11 @@ def train(
         "difficulty_scale": round(float(np.std(difficulty)) or 1.0, 4),
         "wording_mean": round(float(hashed_part.mean()), 4),
         "models": models,
-        "rating_map": _rating_map(models, config),
+        "rating_map": _rating_map(models, config, typical),
+        "typical_prompt": {
+            "difficulty": round(typical["difficulty"], 4),
+            "demands": [round(float(d), 4) for d in typical["demands"]],
+        },
         "level_thresholds": {
             name.removeprefix(_LEVEL_PREFIX): round(float(fit["ability"][i]), 4)
             for i, name in enumerate(obs.models)
@@ -393,7 +432,7 @@ def train(
     return BrainWeights(
         embedding=embedding,
         structural=structural,
-        bias=np.concatenate([[fit["bias"]], bias_c, np.zeros(config.factors)]).astype(np.float32),
+        bias=np.concatenate([[fit["bias"]], bias_c, -factor_mean]).astype(np.float32),
         category_difficulty=np.asarray(fit["category_difficulty"], dtype=np.float32),
         structural_mean=feats.structural.mean(axis=0).astype(np.float32),
         demand_mean=demands.mean(axis=0).astype(np.float32),
@@ -401,20 +440,42 @@ def train(
     )
 
 
-def _rating_map(models: dict[str, dict[str, Any]], config: TrainConfig) -> dict[str, Any]:
-    """Line through two (rating, ability) anchors; a default line when they are absent."""
+def plain_ability(model: dict[str, Any], typical: dict[str, Any]) -> float:
+    """The ability a plain backend (discrimination 1, no skills, no loadings) needs to match
+    ``model``'s mean logit over the training prompts (factors are centred, so they add 0)."""
+    skills = np.asarray([model[c] for c in CATEGORIES], dtype=np.float64)
+    return float(
+        model["ability"]
+        + skills @ np.asarray(typical["demands"], dtype=np.float64)
+        - (model["discrimination"] - 1.0) * typical["difficulty"]
+    )
+
+
+def _rating_map(
+    models: dict[str, dict[str, Any]], config: TrainConfig, typical: dict[str, Any]
+) -> dict[str, Any]:
+    """Line through two (rating, ability) anchors; a default line when they are absent.
+
+    A rating describes a plain backend, so each anchor model enters with its plain-backend
+    equivalent (``plain_ability``), not its raw ability: with per-model skills,
+    discrimination and loadings the raw numbers sit on different footings.
+    """
     (hi_name, hi_rating), (lo_name, lo_rating) = config.rating_anchors
     hi, lo = models.get(hi_name), models.get(lo_name)
-    if hi is None or lo is None or hi["ability"] <= lo["ability"]:
+    if hi is None or lo is None:
+        return {"slope": 1.5, "intercept": 0.0, "anchors": []}
+    hi_ability, lo_ability = plain_ability(hi, typical), plain_ability(lo, typical)
+    if hi_ability <= lo_ability:
         return {"slope": 1.5, "intercept": 0.0, "anchors": []}
 
     def logit(q: float) -> float:
         return math.log(q / (1 - q))
 
-    slope = (hi["ability"] - lo["ability"]) / (logit(hi_rating) - logit(lo_rating))
-    intercept = hi["ability"] - slope * logit(hi_rating)
+    slope = (hi_ability - lo_ability) / (logit(hi_rating) - logit(lo_rating))
+    intercept = hi_ability - slope * logit(hi_rating)
     return {
         "slope": round(slope, 4),
         "intercept": round(intercept, 4),
         "anchors": [[hi_name, hi_rating], [lo_name, lo_rating]],
+        "anchor_abilities": [round(hi_ability, 4), round(lo_ability, 4)],
     }
