@@ -156,7 +156,8 @@ def test_factors_are_centred_and_ratings_match_the_anchor_models() -> None:
     factors = np.asarray([s.factors for s in states])
     assert np.abs(factors.mean(axis=0)).max() < 1e-3
     typical = weights.meta["typical_prompt"]
-    assert typical["difficulty"] == pytest.approx(np.mean([s.difficulty for s in states]), abs=1e-3)
+    # Within float16 rounding: the weights are held (and shipped) in float16.
+    assert typical["difficulty"] == pytest.approx(np.mean([s.difficulty for s in states]), rel=1e-3)
 
     def mean_logit(params: object) -> float:
         total = 0.0
