@@ -93,6 +93,8 @@ class KeyIndex:
                 if connection is None:
                     connection = sqlite3.connect(self._db_path, check_same_thread=False)
                     connection.execute("PRAGMA query_only = 1")
+                    # It scans, never revisits: a page cache would only hold memory (2 MB).
+                    connection.execute("PRAGMA cache_size = -64")
                 now = time.monotonic()
                 known = self.filter
                 if first or known is None or known.full or now - built >= _REBUILD_EVERY_S:
