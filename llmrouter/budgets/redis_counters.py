@@ -168,7 +168,8 @@ class RedisCounters:
 
     def adjust(self, keys: Sequence[str], delta: int) -> None:
         if delta != 0:
-            self._settlements.put((keys, delta))
+            # A tuple (what Budgets passes): the settling thread sums per keys tuple.
+            self._settlements.put((keys if type(keys) is tuple else tuple(keys), delta))
 
     def flush(self) -> None:
         """Wait until every settlement made so far is applied (tests, reads, shutdown)."""
@@ -191,14 +192,22 @@ class RedisCounters:
     def _settle_loop(self) -> None:
         while True:
             entries, markers = self._settlements.take()
-            if entries:
-                self._settle(entries)
+            try:
+                if entries:
+                    self._settle(entries)
+            except Exception:  # a bug: logged, and the thread lives on (flush() must return)
+                log.exception("budgets: %d settlements could not be applied", len(entries))
             if self._settlements.settle(markers):
                 return
 
     def _settle(self, entries: list[tuple[Sequence[str], int]]) -> None:
-        totals: dict[str, int] = {}
+        # Calls of one caller share one keys tuple: sum per tuple first (one dict update per
+        # call), then per counter.
+        by_keys: dict[Sequence[str], int] = {}
         for keys, delta in entries:
+            by_keys[keys] = by_keys.get(keys, 0) + delta
+        totals: dict[str, int] = {}
+        for keys, delta in by_keys.items():
             for key in keys:
                 totals[key] = totals.get(key, 0) + delta
         try:
