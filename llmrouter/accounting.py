@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from .policy.schema import Price
 from .tokens import count_text_tokens
@@ -47,7 +47,7 @@ def parse_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
     - Anthropic's native Messages API: ``input_tokens`` (uncached only), ``output_tokens``,
       ``cache_read_input_tokens``, ``cache_creation_input_tokens``.
     """
-    if not isinstance(usage, Mapping):
+    if not _is_mapping(usage):
         return None
     prompt = _int(usage, "prompt_tokens")
     completion = _int(usage, "completion_tokens")
@@ -79,18 +79,25 @@ def completion_text(choices: Any) -> str:
     if not isinstance(choices, list):
         return ""
     for choice in choices:
-        if not isinstance(choice, Mapping):
+        if not _is_mapping(choice):
             continue
         message = choice.get("message") or choice.get("delta") or {}
-        content = message.get("content") if isinstance(message, Mapping) else None
+        if not _is_mapping(message):
+            continue
+        content = message.get("content")
         if isinstance(content, str):
             parts.append(content)
-        for call in (message.get("tool_calls") or []) if isinstance(message, Mapping) else []:
-            function = call.get("function") if isinstance(call, Mapping) else None
-            if isinstance(function, Mapping):
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if _is_mapping(call) else None
+            if _is_mapping(function):
                 parts.append(str(function.get("name") or ""))
                 parts.append(str(function.get("arguments") or ""))
     return "".join(parts)
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # ``type(...) is dict`` first: an isinstance check against the Mapping ABC costs ~10x.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def measure_spend(
@@ -131,7 +138,7 @@ def measure_spend(
 
 
 def _int(mapping: Any, key: str) -> int | None:
-    if not isinstance(mapping, Mapping):
+    if not _is_mapping(mapping):
         return None
     value = mapping.get(key)
     return value if isinstance(value, int) and value >= 0 else None
