@@ -263,6 +263,10 @@ def test_reserve_and_settle_from_many_threads_add_up_exactly() -> None:
     assert budgets.spent(budgets.configs[1], "u1") == 500 * 4_000 / NANOS
 
 
+def test_in_process_budgets_say_they_never_wait() -> None:
+    assert Budgets([BudgetConfig(limit_usd=1.0)], LocalCounters()).local
+
+
 def test_a_hold_settles_on_the_period_it_reserved_in() -> None:
     now = [1_767_225_599.5]  # the last second of 2025-12-31 (UTC)
     budgets = Budgets(

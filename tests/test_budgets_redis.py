@@ -85,6 +85,7 @@ def test_redis_reserve_is_atomic_across_many_clients(shared: tuple[str, str]) ->
     def worker() -> None:
         client = redis.Redis.from_url(url)
         budgets = Budgets([config], RedisCounters(client), prefix)
+        assert not budgets.local  # a reserve waits for Redis
         for _ in range(60):
             try:
                 budgets.reserve(0.01)

@@ -123,6 +123,12 @@ class Budgets:
             tuple[str | None, str | None, tuple[str, ...]], tuple[int, _Applied | None]
         ] = {}
 
+    @property
+    def local(self) -> bool:
+        """In-process counters: :meth:`reserve` never waits, so an async caller can call it
+        directly instead of awaiting :meth:`areserve` (two coroutines less per call)."""
+        return self._local is not None
+
     # --- which counters ---------------------------------------------------------------------------
 
     def _bucket(self, period: str, now: float) -> str:
