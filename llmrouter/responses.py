@@ -138,6 +138,17 @@ class ChatCompletion(_OpenAIModel):
         copied._router = getattr(self, "_router", None)
         return copied
 
+    def __getstate__(self) -> dict[Any, Any]:  # pickling: slots are not in pydantic's state
+        state = dict(super().__getstate__())
+        state["llmrouter_router"] = getattr(self, "_router", None)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        state = dict(state)
+        router = state.pop("llmrouter_router", None)
+        super().__setstate__(state)
+        self._router = router
+
 
 class ChatCompletionChunk(_OpenAIModel):
     __slots__ = ("_wire",)  # as on ChatCompletion

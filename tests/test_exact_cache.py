@@ -199,6 +199,26 @@ def test_a_row_id_reused_after_a_clear_elsewhere_is_noticed(tmp_path: Path) -> N
     reader.close()
 
 
+def test_entries_stored_into_reused_row_ids_are_found(tmp_path: Path) -> None:
+    """Deleting the newest rows and storing again reuses their row ids, even with the same
+    key in the last one: the index follows store times, not row ids."""
+    reader = ExactCache(tmp_path, ttl_s=None)
+    writer = ExactCache(tmp_path, ttl_s=None)
+    for key in ("a", "b", "c"):
+        writer.put(key, answer(1))
+    writer.flush()
+    assert wait_until(lambda: reader.get("c") == answer(1))
+    writer._cache.delete("b")  # an eviction or expiry in the other process
+    writer._cache.delete("c")
+    writer.put("d", answer(4))
+    writer.flush()
+    writer.put("c", answer(3))
+    writer.flush()
+    assert wait_until(lambda: reader.get("d") == answer(4))
+    writer.close()
+    reader.close()
+
+
 def test_the_size_limit_holds_for_short_lived_processes(tmp_path: Path) -> None:
     big = {"id": "x", "text": "y" * 20_000}
     for run in range(4):  # each "process" stores ~2 MB and closes within a second

@@ -1,20 +1,21 @@
-"""Event-stream lines split on bytes: every line ending, in any chunking, and UTF-8 split
-across chunks, give the same lines as httpx's text decoder."""
+"""Event-stream lines split on bytes: every line ending (CRLF, LF, CR; nothing else: U+2028
+and U+0085 are legal inside JSON strings), in any chunking, with UTF-8 split across chunks."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 
 import httpx
 import pytest
 
-from llmrouter.backends.sse import DONE, aiter_sse_lines, parse_data_line
+from llmrouter.backends.sse import DONE, aiter_sse_lines, iter_sse_lines, parse_data_line
 
 STREAM = (
     'data: {"choices": [{"delta": {"content": "héllo ✓"}}]}\r\n\r\n'
     ": a comment\n"
-    'data: {"choices": [{"delta": {"content": "wörld"}}]}\n\n'
+    'data: {"choices": [{"delta": {"content": "wörld\u2028next\x85line"}}]}\n\n'
     "event: x\r"
     'data: {"n": 3}\r\r'
     "data: [DONE]"
@@ -36,19 +37,26 @@ def lines_of(chunks: list[bytes], encoded: bool = False) -> list[str]:
     return asyncio.run(collect())
 
 
-def httpx_lines(data: bytes) -> list[str]:
-    response = httpx.Response(200, content=data)
-    return list(response.iter_lines())
+def reference_lines(data: bytes) -> list[str]:
+    parts = re.split(rb"\r\n|\r|\n", data)
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [part.decode() for part in parts]
+
+
+def sync_lines_of(chunks: list[bytes]) -> list[str]:
+    response = httpx.Response(200, stream=httpx.ByteStream(b"".join(chunks)))
+    return list(iter_sse_lines(response))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, len(STREAM)])
-def test_any_chunking_gives_httpx_lines(size: int) -> None:
+def test_any_chunking_gives_reference_lines(size: int) -> None:
     chunks = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
-    assert lines_of(chunks) == httpx_lines(STREAM)
+    assert lines_of(chunks) == reference_lines(STREAM)
 
 
 def test_every_split_point_of_crlf_and_multibyte_characters() -> None:
-    expected = httpx_lines(STREAM)
+    expected = reference_lines(STREAM)
     for cut in range(1, len(STREAM)):
         assert lines_of([STREAM[:cut], STREAM[cut:]]) == expected, cut
 
@@ -57,5 +65,14 @@ def test_events_parse() -> None:
     parsed = [parse_data_line(line) for line in lines_of([STREAM])]
     data = [p for p in parsed if p is not None]
     assert data[0] == {"choices": [{"delta": {"content": "héllo ✓"}}]}
+    assert data[1] == {"choices": [{"delta": {"content": "wörld\u2028next\x85line"}}]}
     assert data[-1] is DONE
     assert len(list(itertools.chain(data))) == 4
+
+
+def test_non_finite_numbers_python_writes_still_parse() -> None:
+    """Python's json writes -Infinity (e.g. a logprob); orjson refuses it: fall back."""
+    event = parse_data_line('data: {"logprob": -Infinity, "x": NaN}')
+    assert isinstance(event, dict) and event["logprob"] == float("-inf")
+    with pytest.raises(ValueError):
+        parse_data_line("data: {not json")

@@ -1,5 +1,6 @@
 """JSON for the wire: orjson when installed (the ``server`` extra), the standard library
-otherwise. Both produce the same compact JSON and accept the same input."""
+otherwise. Both produce the same compact JSON and accept the same input (orjson refuses
+NaN and Infinity, which Python's json module writes: those fall back to it)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ def _codec() -> tuple[Callable[[Any], bytes], Callable[[bytes | str], Any]]:
         return _stdlib_dumps, json.loads
     import orjson
 
-    return orjson.dumps, orjson.loads
+    fast_loads = orjson.loads
+
+    def loads(data: bytes | str) -> Any:
+        try:
+            return fast_loads(data)
+        except ValueError:  # NaN/Infinity (Python's json writes them; orjson refuses them)
+            return json.loads(data)  # and what is not JSON at all raises here too
+
+    return orjson.dumps, loads
 
 
 dumps, loads = _codec()

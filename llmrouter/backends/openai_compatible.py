@@ -20,7 +20,7 @@ from ..policy.schema import BackendConfig
 from .base import error_for_status, parse_retry_after
 from .codec import dumps, loads
 from .http11 import LeanAsyncTransport, upstream_transport
-from .sse import DONE, aiter_sse_lines, parse_data_line
+from .sse import DONE, aiter_sse_lines, iter_sse_lines, parse_data_line
 
 __all__ = ["OpenAICompatibleClient"]
 
@@ -132,7 +132,7 @@ class OpenAICompatibleClient:
                 if resp.status_code >= 400:
                     resp.read()
                     self._decode(resp.status_code, resp.headers, resp.content)
-                for line in resp.iter_lines():
+                for line in iter_sse_lines(resp):
                     event = reader.read(line)
                     if event is not None:
                         yield event

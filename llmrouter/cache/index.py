@@ -2,10 +2,10 @@
 
 A :class:`~llmrouter.cache.presence.KeyFilter` answers "certainly not stored" without a
 disk read. A thread builds it from the SQLite table, then once a second adds the rows any
-process stored since (by rowid), rebuilds it when it fills up, every five minutes, or when
-rows it saw were replaced (a clear or an eviction elsewhere lets SQLite reuse row ids), and
-culls expired entries and the size limit (on its first pass, then every 30 s). Until the
-filter is built, or whenever it cannot be trusted, lookups read the disk.
+process stored since (by diskcache's indexed ``store_time``, which every write sets: row
+ids would miss rows that reuse the ids of deleted ones), rebuilds it when it fills up and
+every five minutes, and culls expired entries and the size limit (on its first pass, then
+every 30 s). Until the filter is built, or when it cannot be read, lookups read the disk.
 
 The thread holds no reference to the cache that owns the index, so an owner dropped
 without ``close()`` stops it; a forked child starts its own on first use.
@@ -29,6 +29,9 @@ logger = logging.getLogger("llmrouter")
 _TICK_S = 1.0  # how often rows stored by other processes are read
 _REBUILD_EVERY_S = 300.0  # a fresh filter sheds keys that expired or were evicted
 _CULL_EVERY_S = 30.0  # expired entries and the size limit, off the write path
+# A write's store_time is taken before its transaction commits (writers batch for ~20 ms):
+# each look goes back this far before the newest time seen.
+_OVERLAP_S = 0.5
 
 
 class KeyIndex:
@@ -36,8 +39,7 @@ class KeyIndex:
         self._cache = cache  # the diskcache.Cache (for culling)
         self._db_path = db_path
         self.filter: KeyFilter | None = None
-        self._seen_rowid = 0
-        self._seen_key: str | None = None
+        self._newest = 0.0  # the latest store_time the filter has seen
         self.ready = threading.Event()  # set once the filter first covers the disk
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,7 +76,7 @@ class KeyIndex:
         """In a forked child the thread is gone: read the disk until a new one has built a
         filter of the child's own."""
         self.filter = None
-        self._seen_rowid, self._seen_key = 0, None
+        self._newest = 0.0
         self.ready = threading.Event()
         self._starting = threading.Lock()  # another thread may have held it at the fork
         self._thread = None
@@ -100,8 +102,8 @@ class KeyIndex:
                 if first or known is None or known.full or now - built >= _REBUILD_EVERY_S:
                     self._rebuild(connection)
                     built = now
-                elif not self._catch_up(connection, known):
-                    self.filter = None  # rows it saw were replaced: rebuild next time
+                else:
+                    self._catch_up(connection, known)
                 self.ready.set()
                 failing = False
             except (sqlite3.Error, OSError) as exc:
@@ -120,35 +122,31 @@ class KeyIndex:
     def _rebuild(self, connection: sqlite3.Connection) -> None:
         (rows,) = connection.execute("SELECT COUNT(*) FROM Cache").fetchone()
         fresh = KeyFilter(2 * rows)
-        last, last_key = 0, None
-        for rowid, key in connection.execute("SELECT rowid, key FROM Cache ORDER BY rowid"):
+        newest = 0.0
+        for key, stored in connection.execute("SELECT key, store_time FROM Cache"):
             if isinstance(key, str):
                 fresh.add(key)
-            last, last_key = rowid, key
-        self._seen_rowid, self._seen_key = last, last_key
+            if stored is not None and stored > newest:
+                newest = stored
+        self._newest = newest
         self.filter = fresh
         # Rows stored while the filter was built (and puts made meanwhile, which went to the
-        # old filter) have higher row ids: add them now.
+        # old filter) are newer: add them now.
         self._catch_up(connection, fresh)
 
-    def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> bool:
-        """Add the rows stored since the last look; False if the last row seen was replaced
-        (its row id may now belong to a row this filter does not know)."""
-        if self._seen_rowid:
-            found = connection.execute(
-                "SELECT key FROM Cache WHERE rowid = ?", (self._seen_rowid,)
-            ).fetchone()
-            if found is None or found[0] != self._seen_key:
-                return False
+    def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> None:
+        """Add the rows stored (or stored again) since the last look."""
         rows = connection.execute(
-            "SELECT rowid, key FROM Cache WHERE rowid > ? ORDER BY rowid", (self._seen_rowid,)
+            "SELECT key, store_time FROM Cache WHERE store_time >= ?",
+            (self._newest - _OVERLAP_S,),
         ).fetchall()
-        for _, key in rows:
+        newest = self._newest
+        for key, stored in rows:
             if isinstance(key, str):
                 known.add(key)
-        if rows:
-            self._seen_rowid, self._seen_key = rows[-1]
-        return True
+            if stored is not None and stored > newest:
+                newest = stored
+        self._newest = newest
 
     def cull(self) -> None:
         """Remove expired entries and evict down to the size limit (diskcache's cull)."""

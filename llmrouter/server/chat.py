@@ -84,12 +84,32 @@ def _wire_json(model: ChatCompletion | ChatCompletionChunk) -> bytes:
     """The JSON the upstream sent, as validated (no second serialisation); the model's own
     serialisation when there is none, or when a backend adapter left a non-JSON value."""
     wire = model.wire()
-    if wire is not None:
+    if wire is not None and _strict_types(wire):
         try:
             return json_bytes(wire)
         except TypeError:
             logger.debug("serialising %s from the model: its wire form is not JSON", model.id)
     return model.model_dump_json(exclude_unset=True).encode()
+
+
+def _strict_types(wire: dict[str, Any]) -> bool:
+    """Whether the integers strict clients parse as integers arrived as integers: an
+    upstream that sends ``"created": 1.7e9`` or ``"index": "0"`` gets them normalised by
+    the model's serialisation, as before."""
+    created = wire.get("created")
+    if created is not None and type(created) is not int:
+        return False
+    for choice in wire.get("choices") or ():
+        index = choice.get("index")
+        if index is not None and type(index) is not int:
+            return False
+    usage = wire.get("usage")
+    if usage:
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            count = usage.get(name)
+            if count is not None and type(count) is not int:
+                return False
+    return True
 
 
 def _stream_headers(stream: AsyncCompletionStream | CompletionStream) -> list[tuple[str, str]]:

@@ -16,7 +16,9 @@ import httpx
 import orjson
 
 from ..backends import error_for_status, parse_retry_after
+from ..backends.codec import loads
 from ..backends.http11 import async_client
+from ..backends.sse import aiter_sse_lines
 from ..errors import InvalidRequest, NoBackendAvailable, UnknownBackend, UpstreamError
 from ..ledger import CallRecord, new_request_id
 from ..policy import BackendConfig
@@ -188,7 +190,7 @@ class DirectUpstream:
         finished = False
         outcome = "cancelled"
         try:
-            async for line in response.aiter_lines():
+            async for line in aiter_sse_lines(response):
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -197,8 +199,8 @@ class DirectUpstream:
                     yield b"data: [DONE]\n\n"
                     break
                 try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError:
+                    event = loads(payload)
+                except ValueError:
                     break
                 if isinstance(event, dict):
                     if isinstance(event.get("usage"), dict):
@@ -267,8 +269,8 @@ class DirectUpstream:
                 parse_retry_after(response.headers.get("retry-after")),
             )
         try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+            data = loads(response.content)
+        except ValueError:
             data = None
         if not isinstance(data, dict):
             raise UpstreamError(
