@@ -308,6 +308,8 @@ async def test_a_call_cancelled_while_reserving_is_recorded(
         await asyncio.sleep(30)
 
     monkeypatch.setattr(router.budgets, "areserve", slow_reserve)
+    # As with Redis counters: the router awaits the reservation (local ones never wait).
+    monkeypatch.setattr(type(router.budgets), "local", False)
     task = asyncio.ensure_future(router.acomplete(HELLO))
     await reserving.wait()
     task.cancel()
