@@ -267,3 +267,30 @@ def test_a_forked_child_finds_entries_stored_after_the_fork(tmp_path: Path) -> N
     assert wait_until(lambda: cache.get("from-child") == answer(6))
     other.close()
     cache.close()
+
+
+def test_a_writer_that_falls_behind_drops_entries_instead_of_growing_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import llmrouter.cache.exact as exact
+
+    monkeypatch.setattr(exact, "_MAX_PENDING", 50)
+    cache = ExactCache(tmp_path, ttl_s=None)
+    release = threading.Event()
+    real_store = cache._store
+
+    def stuck_store(batch: list[tuple[str, dict[str, object]]]) -> None:
+        release.wait(10)  # a disk that stalls
+        real_store(batch)
+
+    monkeypatch.setattr(cache, "_store", stuck_store)
+    for n in range(200):
+        cache.put(f"k{n}", answer(n))
+    assert len(cache._pending) == 50
+    assert caplog.text.count("dropping new entries") == 1
+    release.set()
+    cache.flush()
+    assert cache.get("k49") == answer(49) and cache.get("k50") is None
+    cache.put("later", answer(7))  # caught up: stored again
+    assert cache.get("later") == answer(7)
+    cache.close()

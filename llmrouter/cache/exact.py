@@ -24,6 +24,8 @@ __all__ = ["ExactCache", "cache_key"]
 
 logger = logging.getLogger("llmrouter")
 
+_MAX_PENDING = 20_000  # answers waiting for the writer (about 20 MB at most)
+
 # Every open cache, so that a forked child can reset the threads it did not inherit.
 _OPEN: weakref.WeakSet[ExactCache] = weakref.WeakSet()
 
@@ -106,7 +108,7 @@ class ExactCache:
             str(path),
             size_limit=max_size_mb * 1024 * 1024,
             sqlite_mmap_size=0,
-            sqlite_cache_size=256,
+            sqlite_cache_size=64,
             cull_limit=0,
         )
         self.ttl_s = ttl_s
@@ -114,6 +116,7 @@ class ExactCache:
         self._buffer = RowBuffer()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._dropping = False
         # The index reads diskcache's store_time index (the default eviction policy has it).
         self._index = KeyIndex(self._cache, Path(path) / diskcache.core.DBNAME)
         # Dropped without close(): the index thread (which does not hold this object) stops.
@@ -136,6 +139,15 @@ class ExactCache:
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        if len(self._pending) >= _MAX_PENDING:
+            # The disk is not keeping up: a cache may drop an entry, memory must stay bounded.
+            if not self._dropping:
+                logger.warning(
+                    "exact cache writes are %d behind; dropping new entries", _MAX_PENDING
+                )
+            self._dropping = True
+            return
+        self._dropping = False
         self._index.add(key)
         with self._lock:
             self._pending[key] = value
