@@ -121,7 +121,7 @@ class KeyIndex:
 
     def _rebuild(self, connection: sqlite3.Connection) -> None:
         (rows,) = connection.execute("SELECT COUNT(*) FROM Cache").fetchone()
-        fresh = KeyFilter(2 * rows)
+        fresh = KeyFilter(rows + rows // 2)  # room to grow by half before the next rebuild
         newest = 0.0
         for key, stored in connection.execute("SELECT key, store_time FROM Cache"):
             if isinstance(key, str):

@@ -3,7 +3,7 @@
 Nearly every request to a router is new, so nearly every exact-cache lookup is a miss; on
 SQLite (diskcache) a miss is a query that costs 25-90 µs while the cache's writer thread is
 committing. A Bloom filter answers "certainly not stored" in about a microsecond and sends
-only the rest (hits, and under 1% false positives) to disk.
+only the rest (hits, and at most ~2% false positives) to disk.
 
 The filter is rebuilt from the disk in the background when it fills up, and it learns the
 keys other processes (``--workers N``, other routers on the same directory) store by
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __all__ = ["KeyFilter"]
 
-_BITS_PER_KEY = 16  # with three probes: ~0.5% false positives at capacity
+_BITS_PER_KEY = 10  # with three probes: ~1.7% false positives at capacity
 _MIN_BITS = 1 << 20  # 128 KiB
 _MASK_32 = 0xFFFF_FFFF
 
