@@ -158,3 +158,37 @@ def test_missing_and_zero_values_round_trip(tmp_path: Path) -> None:
         for column in columns:
             value = getattr(item, column)
             assert row[column] == value and type(row[column]) is type(value), column
+
+
+def test_ledgers_opened_together_migrate_once(tmp_path: Path) -> None:
+    """Workers (``--workers N``) open the same new ledger at once: one migrates, the
+    others wait for it and find the schema current."""
+    import sqlite3
+
+    for trial in range(10):
+        db = tmp_path / f"ledger{trial}.db"
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_ledger(
+            db: Path = db,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                SQLiteLedger(db).close()
+            except BaseException as exc:  # collected: the assertion below reports it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_ledger) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with sqlite3.connect(db) as connection:
+            versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+        ledger = SQLiteLedger(db)
+        assert versions == list(range(1, ledger.schema_version + 1))
+        ledger.close()

@@ -11,6 +11,7 @@ import json
 import logging
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -92,6 +93,33 @@ _BAD_VALUE = (
 )
 
 
+def _use_wal(connection: sqlite3.Connection, attempts: int = 250) -> None:
+    """Switch to WAL. Several processes opening a new file at once can find it locked here:
+    SQLite answers busy at once for this pragma instead of waiting, so it is retried (the
+    switch is stored in the file: once done, the pragma only reads it)."""
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script's statements, whole (``sqlite3.complete_statement`` decides where
+    one ends, so a ';' inside a string or a trigger body does not cut it)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                statements.append(pending)
+            pending = ""
+    return statements
+
+
 class SQLiteLedger(BatchedLedger):
     dialect = "sqlite"
     write_errors = (sqlite3.Error,)
@@ -109,19 +137,32 @@ class SQLiteLedger(BatchedLedger):
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
+        _use_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
     def _migrate(self) -> None:
-        with self._connect() as connection:
+        """Apply the missing migrations in one write transaction: processes starting
+        together (``--workers N``, replicas on one disk) take turns, and the later ones
+        find the schema current (``executescript`` would commit first: no lock held)."""
+        connection = self._connect()
+        connection.isolation_level = None  # transactions are explicit here
+        try:
+            connection.execute("BEGIN IMMEDIATE")
             connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = row[0] or 0
             for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                connection.executescript(script)
+                for statement in _statements(script):
+                    connection.execute(statement)
                 connection.execute("INSERT INTO schema_version VALUES (?)", (version,))
-        connection.close()
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
 
     @property
     def schema_version(self) -> int:
