@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,27 @@ def closed_by_peer(sock: socket.socket, timeout_s: float = 3.0) -> bool:
         return sock.recv(1) == b""
     except (ConnectionResetError, TimeoutError):
         return False
+
+
+def stream_request(version: bytes = b"1.1") -> bytes:
+    body = json.dumps({"messages": [{"role": "user", "content": unique()}], "stream": True})
+    return b"POST /v1/chat/completions HTTP/%s\r\ncontent-length: %d\r\n\r\n%s" % (
+        version,
+        len(body),
+        body.encode(),
+    )
+
+
+def recv_until(sock: socket.socket, done: Callable[[bytes], bool], timeout_s: float = 10) -> bytes:
+    """Bytes from ``sock`` until ``done(data)`` or the peer closes."""
+    data = b""
+    sock.settimeout(timeout_s)
+    while not done(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def connect(sidecar: Sidecar) -> socket.socket:
@@ -199,22 +220,10 @@ def test_head_has_headers_and_no_body(sidecar: Sidecar) -> None:
 
 
 def test_streams_are_chunked_on_http_1_1_and_end_at_close_on_http_1_0(sidecar: Sidecar) -> None:
-    body = json.dumps(
-        {"messages": [{"role": "user", "content": unique()}], "stream": True}
-    ).encode()
     for version in (b"1.1", b"1.0"):
         sock = connect(sidecar)
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/%s\r\ncontent-length: %d\r\n\r\n%s"
-            % (version, len(body), body)
-        )
-        data = b""
-        sock.settimeout(10)
-        while not data.endswith(b"0\r\n\r\n") and not data.endswith(b"[DONE]\n\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        sock.sendall(stream_request(version))
+        data = recv_until(sock, lambda d: d.endswith((b"0\r\n\r\n", b"[DONE]\n\n")))
         head, _, rest = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK")
         assert b"text/event-stream" in head
@@ -322,20 +331,10 @@ def test_a_bad_event_mid_stream_ends_that_response_and_the_next_is_served(
     sidecar: Sidecar, scripted: Upstream
 ) -> None:
     scripted.play("bad_chunk")
-    body = json.dumps(
-        {"messages": [{"role": "user", "content": unique()}], "stream": True}
-    ).encode()
     sock = connect(sidecar)
-    sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s"
-        b"GET /health HTTP/1.1\r\n\r\n" % (len(body), body)
-    )
-    data = b""
-    sock.settimeout(5)
-    while b'"status":"ok"' not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed without answering the pipelined request: {data!r}"
-        data += chunk
+    sock.sendall(stream_request() + b"GET /health HTTP/1.1\r\n\r\n")
+    data = recv_until(sock, lambda d: b'"status":"ok"' in d, timeout_s=5)
+    assert b'"status":"ok"' in data, f"closed without answering the pipelined request: {data!r}"
     stream, _, rest = data.partition(b"\r\n0\r\n\r\n")
     assert b"data: [DONE]" not in stream  # a cut answer never looks complete
     assert b"not a chat completion chunk" in stream

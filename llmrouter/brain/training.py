@@ -219,6 +219,20 @@ def _observations(records: Sequence[Record], config: TrainConfig) -> _Observatio
     )
 
 
+def _sum_rows_by(group: NDArray[np.int64], values: FloatArray, groups: int) -> FloatArray:
+    """Each column of ``values`` summed per group (rows of group ``g`` into row ``g``)."""
+    return (
+        np.column_stack(
+            [
+                np.bincount(group, weights=values[:, j], minlength=groups)
+                for j in range(values.shape[1])
+            ]
+        )
+        .reshape(groups, values.shape[1])
+        .astype(np.float64)
+    )
+
+
 def _fit_irt(
     feats: FeatureMatrix, demands: FloatArray, obs: _Observations, config: TrainConfig
 ) -> dict[str, Any]:
@@ -244,28 +258,10 @@ def _fit_irt(
         return [theta[cuts[i] : cuts[i + 1]] for i in range(len(sizes))]
 
     def per_model(values: FloatArray) -> FloatArray:
-        return (
-            np.column_stack(
-                [
-                    np.bincount(obs.model, weights=values[:, j], minlength=m)
-                    for j in range(values.shape[1])
-                ]
-            )
-            .reshape(m, values.shape[1])
-            .astype(np.float64)
-        )
+        return _sum_rows_by(obs.model, values, m)
 
     def per_prompt(values: FloatArray) -> FloatArray:
-        return (
-            np.column_stack(
-                [
-                    np.bincount(obs.prompt, weights=values[:, j], minlength=n)
-                    for j in range(values.shape[1])
-                ]
-            )
-            .reshape(n, values.shape[1])
-            .astype(np.float64)
-        )
+        return _sum_rows_by(obs.prompt, values, n)
 
     def loss(theta: FloatArray) -> tuple[float, FloatArray]:
         wh, ws, b0, v, ability, skills_flat, disc_flat, e_flat, sf_flat, u_flat = unpack(theta)
