@@ -137,6 +137,7 @@ def test_unreachable_counters_refuse_the_call_and_record_it(
         raise redis.ConnectionError("Connection refused")
 
     counters._script = down  # type: ignore[assignment]
+    counters._lease_script = down  # type: ignore[assignment]  # the reserve with leases
     with pytest.raises(BudgetUnavailable) as refused:
         router.complete(HELLO, max_tokens=5)
     assert refused.value.status_code == 503

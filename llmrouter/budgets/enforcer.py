@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import BudgetExceeded
 from ..policy.schema import BackendConfig, BudgetConfig
 from .counters import NANOS, Cell, Counters, LocalCounters, ReserveResult
+from .leases import Pools
 
 __all__ = ["Budgets", "Hold", "worst_case_usd"]
 
@@ -112,7 +113,14 @@ class Budgets:
         self.counters = counters
         # In-process counters: reserve and settle on their cells, no key lookups per call.
         self._local = counters if isinstance(counters, LocalCounters) else None
-        self._local_lock = self._local.lock if self._local is not None else threading.Lock()
+        # Leased shared counters: calls take from this replica's pools (their cells).
+        self._pools: Pools | None = getattr(counters, "pools", None)
+        if self._local is not None:
+            self._local_lock = self._local.lock
+        elif self._pools is not None:
+            self._local_lock = self._pools.lock
+        else:
+            self._local_lock = threading.Lock()
         self.prefix = prefix
         self._clock = clock
         self._warned: dict[str, float] = {}
@@ -188,7 +196,7 @@ class Budgets:
         if cached is not None and cached[0] == second:
             return cached[1]
         found = self.applicable(api_key_id, user, tags, now)
-        applied = _Applied.of(found, self._local) if found else None
+        applied = _Applied.of(found, self._local, self._pools) if found else None
         if len(self._applied_cache) >= _APPLIED_CACHE_SIZE:
             self._applied_cache.clear()
         self._applied_cache[ident] = (second, applied)
@@ -209,7 +217,11 @@ class Budgets:
             return None
         amount = math.ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
         if applied.cells is not None:
-            return self._reserve_local(applied, amount, worst_case)
+            if not applied.pooled:
+                return self._reserve_local(applied, amount, worst_case)
+            hold = self._take(applied, amount, worst_case)
+            if hold is not None:
+                return hold
         result = self.counters.reserve(applied.keys, amount, applied.limits, applied.ttls)
         return self._conclude(applied, amount, worst_case, result)
 
@@ -226,8 +238,12 @@ class Budgets:
         if applied is None:
             return None
         amount = math.ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
-        if applied.cells is not None:  # in process: nothing to wait for
-            return self._reserve_local(applied, amount, worst_case)
+        if applied.cells is not None:  # in process, or from this replica's pools
+            if not applied.pooled:
+                return self._reserve_local(applied, amount, worst_case)
+            hold = self._take(applied, amount, worst_case)
+            if hold is not None:
+                return hold
         result = await self.counters.areserve(applied.keys, amount, applied.limits, applied.ttls)
         return self._conclude(applied, amount, worst_case, result)
 
@@ -236,7 +252,7 @@ class Budgets:
         per budget (written out flat: this runs on every call)."""
         cells = applied.cells
         assert cells is not None
-        refused = False
+        refused = over_soft = False
         with self._local_lock:
             for cell, limit in applied.hard:
                 if cell[0] + amount > limit:
@@ -245,9 +261,13 @@ class Budgets:
             else:
                 for cell in cells:
                     cell[0] += amount
-            if refused or applied.has_soft:
+                for cell, limit in applied.soft_cells:  # a warning only once over
+                    if cell[0] > limit:
+                        over_soft = True
+                        break
+            if refused or over_soft:
                 values = tuple(cell[0] for cell in cells)  # as the check saw them
-        if not refused and not applied.has_soft:  # the usual case
+        if not refused and not over_soft:  # the usual case
             return Hold(applied.keys, amount, None, cells)
         index = None
         if refused:
@@ -256,6 +276,36 @@ class Budgets:
         hold = self._conclude(applied, amount, worst_case, ReserveResult(index, values))
         hold.cells = cells
         return hold
+
+    def _take(self, applied: _Applied, amount: int, worst_case: float) -> Hold | None:
+        """Take the call's worst case from this replica's pools (leased shared counters):
+        no round trip. None when a hard counter's pool is short: the call reserves on its
+        own, and the pools grow at the next refill."""
+        cells = applied.cells
+        assert cells is not None and self._pools is not None
+        over_soft = False
+        with self._local_lock:
+            for cell in applied.pool_hard:
+                if cell[0] + amount > cell[1]:
+                    break
+            else:
+                for cell in cells:
+                    cell[0] += amount
+                for cell in applied.pool_soft:
+                    if cell[0] > cell[1]:  # past the room under a soft limit
+                        over_soft = True
+                        break
+                else:
+                    return Hold(applied.keys, amount, None, cells)
+                # each counter's value as this replica reckons it (soft ones are read)
+                values = [
+                    soft - cell[1] + cell[0] if soft is not None else 0
+                    for cell, soft in zip(cells, applied.soft, strict=True)
+                ]
+        if not over_soft:
+            self._pools.missed(applied.keys, amount)
+            return None
+        return Hold(applied.keys, amount, self._soft_warnings(applied, values), cells)
 
     def _conclude(
         self, applied: _Applied, amount: int, worst_case: float, result: ReserveResult
@@ -329,27 +379,60 @@ class _Applied:
     has_soft: bool
     cells: tuple[Cell, ...] | None  # in-process counters: the keys' cells
     hard: tuple[tuple[Cell, int], ...]  # (cell, limit) of each hard budget, in process
+    soft_cells: tuple[tuple[Cell, int], ...]  # (cell, limit) of each soft budget, in process
+    pooled: bool  # ``cells`` are this replica's pools of leased shared counters
+    pool_hard: tuple[Cell, ...]  # the pools of the hard budgets
+    pool_soft: tuple[Cell, ...]  # the cells of the soft budgets (increases not sent yet)
     hard_index: tuple[int, ...]  # where each of ``hard`` is in ``found``
 
     @classmethod
     def of(
-        cls, found: list[tuple[BudgetConfig, str, str]], local: LocalCounters | None = None
+        cls,
+        found: list[tuple[BudgetConfig, str, str]],
+        local: LocalCounters | None = None,
+        pools: Pools | None = None,
     ) -> _Applied:
         hard = [c.mode == "hard" for c, _, _ in found]
         limits = [_nanos(c.limit_usd) for c, _, _ in found]
         keys = tuple(key for _, _, key in found)
-        cells = local.cells(keys) if local is not None else None
+        ttls = [_TTL_S[c.period] for c, _, _ in found]
         hard_index = tuple(i for i, h in enumerate(hard) if h)
+        pool_cells = pools.cells(keys, limits, hard, ttls) if pools is not None else None
+        if pool_cells is not None:
+            return cls(
+                found=found,
+                keys=keys,
+                limits=[limit if h else None for limit, h in zip(limits, hard, strict=True)],
+                ttls=ttls,
+                soft=[None if h else limit for limit, h in zip(limits, hard, strict=True)],
+                has_soft=not all(hard),
+                cells=pool_cells,
+                hard=(),
+                soft_cells=(),
+                hard_index=hard_index,
+                pooled=True,
+                pool_hard=tuple(pool_cells[i] for i in hard_index),
+                pool_soft=tuple(c for c, h in zip(pool_cells, hard, strict=True) if not h),
+            )
+        cells = local.cells(keys) if local is not None else None
         return cls(
             found=found,
             keys=keys,
             limits=[limit if h else None for limit, h in zip(limits, hard, strict=True)],
-            ttls=[_TTL_S[c.period] for c, _, _ in found],
+            ttls=ttls,
             soft=[None if h else limit for limit, h in zip(limits, hard, strict=True)],
             has_soft=not all(hard),
             cells=cells,
             hard=tuple((cells[i], limits[i]) for i in hard_index) if cells is not None else (),
+            soft_cells=tuple(
+                (cell, limit) for cell, limit, h in zip(cells, limits, hard, strict=True) if not h
+            )
+            if cells is not None
+            else (),
             hard_index=hard_index,
+            pooled=False,
+            pool_hard=(),
+            pool_soft=(),
         )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import uuid
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,8 @@ import redis.exceptions
 
 from ..shared.pipelined import PipelinedRedis, RedisUnavailable, supports
 from ..write_behind import RowBuffer
-from .counters import BudgetUnavailable, ReserveResult
+from .counters import BudgetUnavailable, Cell, ReserveResult
+from .leases import LEASE_SCRIPT, LEASE_SHA, Pools, lease_key
 
 __all__ = ["SETTLE_S", "RedisCounters"]
 
@@ -73,9 +75,21 @@ class RedisCounters:
     ``settle_s``, not one per call.
     """
 
-    def __init__(self, client: Any, url: str | None = None, settle_s: float = SETTLE_S) -> None:
+    def __init__(
+        self,
+        client: Any,
+        url: str | None = None,
+        settle_s: float = SETTLE_S,
+        *,
+        leases: bool = False,
+        replica: str | None = None,
+    ) -> None:
         self._client = client
         self._script = client.register_script(_RESERVE)
+        self._lease_script = client.register_script(LEASE_SCRIPT)
+        # With leases (see :mod:`.leases`), calls spend from in-memory pools refilled by
+        # the settling thread, and reserve on their own only when a pool runs short.
+        self.pools = Pools(replica or uuid.uuid4().hex) if leases else None
         self._url = url  # for the asyncio connection of each event loop (areserve)
         # One asyncio connection per event loop; weak keys, so a finished loop's goes too.
         self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -93,12 +107,27 @@ class RedisCounters:
     def reserve(
         self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
     ) -> ReserveResult:
-        args = _script_args(amount, limits, ttls)
         try:
-            out = self._script(keys=list(keys), args=args)
+            if self.pools is not None:
+                keys, args = self._lease_args(keys, amount, limits, ttls)
+                return _lease_result(self._lease_script(keys=keys, args=args))
+            out = self._script(keys=list(keys), args=_script_args(amount, limits, ttls))
         except _REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         return _result(out)
+
+    def _lease_args(
+        self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
+    ) -> tuple[list[str], list[Any]]:
+        """One call's reserve as :data:`~.leases.LEASE_SCRIPT` takes it: all or nothing,
+        this replica's own lease counted as room it may use."""
+        assert self.pools is not None
+        script_keys: list[str] = []
+        args: list[Any] = [self.pools.replica, int(self.pools.ttl_s * 1000), 1]
+        for key, limit, ttl in zip(keys, limits, ttls, strict=True):
+            script_keys += (key, lease_key(key))
+            args += (-1 if limit is None else limit, amount, 0, -1, ttl)
+        return script_keys, args
 
     async def areserve(
         self, keys: Sequence[str], amount: int, limits: Sequence[int | None], ttls: Sequence[int]
@@ -108,15 +137,17 @@ class RedisCounters:
         redis-py's asyncio client for URLs it does not handle (TLS)."""
         if self._url is None:
             return self.reserve(keys, amount, limits, ttls)
-        loop = asyncio.get_running_loop()
-        last = self._last
-        if last is not None and last[0]() is loop:
-            connection = last[1]
-        else:
-            connection = self._async.get(loop)
-            if connection is None:
-                connection = self._connect_async()
-            self._last = (weakref.ref(loop), connection)
+        connection = self._connection()
+        if self.pools is not None:
+            try:
+                if isinstance(connection, PipelinedRedis):
+                    out = await self._evalsha_lease(connection, keys, amount, limits, ttls)
+                else:
+                    script_keys, args = self._lease_args(keys, amount, limits, ttls)
+                    out = await connection(keys=script_keys, args=args)
+            except _REDIS_ERRORS as exc:
+                raise _unavailable(exc) from None
+            return _lease_result(out)
         tail = self._tails.get(id(limits))
         if tail is None or tail[0] is not limits or tail[1] is not ttls:
             tail = (limits, ttls, (*(-1 if limit is None else limit for limit in limits), *ttls))
@@ -131,6 +162,53 @@ class RedisCounters:
         except _REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         return _result(out)
+
+    def _connection(self) -> Any:
+        """This event loop's asyncio connection (made on first use)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
+        connection = self._async.get(loop)
+        if connection is None:
+            connection = self._connect_async()
+        self._last = (weakref.ref(loop), connection)
+        return connection
+
+    async def _evalsha_lease(
+        self,
+        connection: PipelinedRedis,
+        keys: Sequence[str],
+        amount: int,
+        limits: Sequence[int | None],
+        ttls: Sequence[int],
+    ) -> Any:
+        script_keys, args = self._lease_args(keys, amount, limits, ttls)
+
+        def orphan(reply: Any) -> None:
+            """The caller went away while Redis reserved: give the reservation back."""
+            if isinstance(reply, list) and reply and reply[0] == 0:
+                self.adjust(keys, -amount)
+
+        count = len(script_keys)
+        reply = await connection.execute(
+            "EVALSHA", LEASE_SHA, count, *script_keys, *args, orphan=orphan
+        )
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            reply = await connection.execute(
+                "EVAL", LEASE_SCRIPT, count, *script_keys, *args, orphan=orphan
+            )
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        return reply
+
+    def cells(
+        self, keys: Sequence[str], limits: Sequence[int], hard: Sequence[bool], ttls: Sequence[int]
+    ) -> tuple[Cell, ...] | None:
+        """The pools' cells of a combination of counters (None without leases)."""
+        if self.pools is None:
+            return None
+        return self.pools.cells(keys, limits, hard, ttls)
 
     async def _evalsha(
         self, connection: PipelinedRedis, keys: Sequence[str], amount: int, tail: tuple[int, ...]
@@ -162,7 +240,7 @@ class RedisCounters:
             client = redis.asyncio.Redis.from_url(
                 self._url, socket_timeout=5, socket_connect_timeout=5
             )
-            connection = client.register_script(_RESERVE)
+            connection = client.register_script(_RESERVE if self.pools is None else LEASE_SCRIPT)
         self._async[asyncio.get_running_loop()] = connection
         return connection
 
@@ -176,15 +254,23 @@ class RedisCounters:
         self._settlements.flush()
 
     def values(self, keys: Sequence[str]) -> list[int]:
+        """The counters as this replica knows them: Redis's values, less this replica's
+        unspent pools, plus what it has not sent yet."""
         self.flush()
         found = self._client.mget(list(keys)) if keys else []
-        return [int(v) if v is not None else 0 for v in found]
+        values = [int(v) if v is not None else 0 for v in found]
+        if self.pools is not None:
+            values = [v + self.pools.owed(k) for k, v in zip(keys, values, strict=True)]
+        return values
 
     def close(self) -> None:
-        """Apply the settlements still buffered, stop the thread, drop the connections."""
+        """Apply the settlements still buffered, give the pools and leases back, stop the
+        thread, drop the connections."""
         if self._thread.is_alive():
             self._settlements.stop().done.wait(timeout=10)
             self._thread.join(timeout=10)
+        if self.pools is not None:
+            self._sync_pools(closing=True)
         for loop, connection in list(self._async.items()):
             if isinstance(connection, PipelinedRedis) and not loop.is_closed():
                 loop.call_soon_threadsafe(connection.close)
@@ -195,6 +281,8 @@ class RedisCounters:
             try:
                 if entries:
                     self._settle(entries)
+                if self.pools is not None:
+                    self._sync_pools()
             except Exception:  # a bug: logged, and the thread lives on (flush() must return)
                 log.exception("budgets: %d settlements could not be applied", len(entries))
             if self._settlements.settle(markers):
@@ -231,6 +319,39 @@ class RedisCounters:
                 exc,
                 len(increases),
             )
+
+    def _sync_pools(self, closing: bool = False) -> None:
+        """(Settling thread) one script for every pool that needs a refill, a renewal or
+        giving back, and every soft counter's increases: one round trip."""
+        assert self.pools is not None
+        scripts = self.pools.plan(closing)
+        if not scripts:
+            return
+        keys: list[str] = []
+        args: list[Any] = [self.pools.replica, int(self.pools.ttl_s * 1000), 0]
+        for pool, want, must, lease in scripts:
+            keys += (pool.key, lease_key(pool.key))
+            args += (pool.limit if pool.hard else -1, want, must, lease, pool.ttl)
+        try:
+            reply = self._lease_script(keys=keys, args=args)
+        except _REDIS_ERRORS as exc:  # nothing moved: the pools drain, calls reserve alone
+            log.error(
+                "budgets: could not refill %d budget pools in Redis (%s: %s)",
+                len(scripts),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        self.pools.applied(scripts, reply)
+
+
+def _lease_result(out: Any) -> ReserveResult:
+    """A reserve's reply from the lease script: refused (the index, then the values) or
+    granted (then per counter: added, lease, value)."""
+    first = int(out[0])
+    if first:
+        return ReserveResult(first - 1, tuple(map(int, out[1:])))
+    return ReserveResult(None, tuple(int(v) for v in out[3::3]))
 
 
 def _script_args(amount: int, limits: Sequence[int | None], ttls: Sequence[int]) -> list[int]:

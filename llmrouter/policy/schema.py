@@ -286,6 +286,9 @@ class SharedStateConfig(StrictModel):
     breaker_refresh_s: float = Field(default=0.5, ge=0)
     # How often a replica publishes and merges latency estimates.
     latency_sync_s: float = Field(default=1.0, gt=0)
+    # Budget leases: calls spend from blocks of budget each replica draws from Redis, not
+    # one Redis reserve per call (docs/spend.md: the guarantee and the trade-off).
+    budget_leases: bool = True
 
     @field_validator("redis_url")
     @classmethod

@@ -22,6 +22,7 @@ __all__ = ["SharedState", "open_budgets", "open_shared_state"]
 class SharedState:
     client: Any
     prefix: str
+    replica: str  # this replica's id in Redis (latency estimates, budget leases)
     cache: RedisExactCache | None
     health: SharedCircuitBreaker
     latency: SharedLatencyTracker
@@ -57,6 +58,7 @@ def open_shared_state(policy: Policy) -> SharedState | None:
     return SharedState(
         client=client,
         prefix=prefix,
+        replica=replica,
         cache=RedisExactCache(client, prefix, cache.ttl_s) if cache.enabled else None,
         health=SharedCircuitBreaker(
             client,
@@ -82,5 +84,8 @@ def open_budgets(policy: Policy, shared: SharedState | None) -> Budgets | None:
         return Budgets(policy.budgets, LocalCounters(), policy.shared_state.key_prefix)
     from ..budgets.redis_counters import RedisCounters
 
-    counters = RedisCounters(shared.client, policy.shared_state.redis_url)
+    config = policy.shared_state
+    counters = RedisCounters(
+        shared.client, config.redis_url, leases=config.budget_leases, replica=shared.replica
+    )
     return Budgets(policy.budgets, counters, shared.prefix)

@@ -1,0 +1,258 @@
+"""Budget leases: replicas spend blocks of shared budget drawn from Redis in memory, and a
+hard limit still holds across all of them (llmrouter/budgets/leases.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from services import fresh_redis
+
+from llmrouter import BudgetExceeded
+from llmrouter.budgets import Budgets, RedisCounters
+from llmrouter.budgets.counters import NANOS
+from llmrouter.budgets.leases import lease_key
+from llmrouter.policy.schema import BudgetConfig
+
+
+@pytest.fixture
+def shared() -> Iterator[tuple[str, str]]:
+    with fresh_redis() as pair:
+        yield pair
+
+
+def leased(
+    url: str,
+    prefix: str,
+    configs: list[BudgetConfig],
+    replica: str,
+    ttl_s: float = 10.0,
+    settle_s: float = 0.01,
+) -> Budgets:
+    counters = RedisCounters(
+        redis.Redis.from_url(url), url, settle_s=settle_s, leases=True, replica=replica
+    )
+    assert counters.pools is not None
+    counters.pools.ttl_s = ttl_s
+    return Budgets(configs, counters, prefix)
+
+
+def wait_for_pools(budgets: Budgets, amount: float, **caller: str) -> None:
+    """Reserve (and settle at no cost) until calls are taken from the pools, not Redis."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        hold = budgets.reserve(amount, **caller)  # type: ignore[arg-type]
+        assert hold is not None
+        budgets.settle(hold, 0.0)
+        if hold.cells is not None:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the pools were never filled")
+
+
+def test_replicas_never_overspend_a_hard_budget_under_concurrency(
+    shared: tuple[str, str],
+) -> None:
+    """Four replicas, three threads each, reserving (and never settling) until refused:
+    together they hold at most the limit, most of it granted from pools in memory."""
+    url, prefix = shared
+    limit = 2.0
+    config = BudgetConfig(name="g", limit_usd=limit, period="total")
+    replicas = [leased(url, prefix, [config], f"r{i}") for i in range(4)]
+    granted = [0] * 4
+    from_pools = [0] * 4
+
+    def worker(index: int) -> None:
+        budgets = replicas[index]
+        refusals = 0
+        while refusals < 50:  # keep asking while pools drain and leases shrink
+            try:
+                hold = budgets.reserve(0.001)
+            except BudgetExceeded:
+                refusals += 1
+                time.sleep(0.002)
+                continue
+            assert hold is not None
+            granted[index] += 1
+            from_pools[index] += hold.cells is not None
+
+    threads = [threading.Thread(target=worker, args=(i % 4,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client = redis.Redis.from_url(url)
+    key = f"{prefix}:budget:g:*:all"
+    for budgets in replicas:
+        budgets.close()  # gives the unspent pools back
+    counter = int(client.get(key) or 0)
+    client.close()
+    assert sum(granted) * 1_000_000 <= limit * NANOS  # never more than the limit
+    assert counter == sum(granted) * 1_000_000  # what is left counted: the reservations
+    assert sum(from_pools) > sum(granted) // 2  # leases did the work
+    assert sum(granted) >= 1500  # and left little of the budget unused
+
+
+def test_async_callers_of_two_replicas_stay_within_a_hard_budget(
+    shared: tuple[str, str],
+) -> None:
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=1.0, period="day")
+    replicas = [leased(url, prefix, [config], f"r{i}") for i in range(2)]
+
+    async def one(budgets: Budgets) -> float:
+        try:
+            hold = await budgets.areserve(0.002)
+        except BudgetExceeded:
+            return 0.0
+        await asyncio.sleep(0.001)
+        assert hold is not None
+        budgets.settle(hold, 0.0015)  # each call costs less than its worst case
+        return 0.0015
+
+    async def many() -> float:
+        total = 0.0
+        for _ in range(40):  # waves: the pools refill between them
+            spent = await asyncio.gather(*(one(replicas[i % 2]) for i in range(40)))
+            total += sum(spent)
+            await asyncio.sleep(0.005)
+        return total
+
+    spent = asyncio.run(many())
+    for budgets in replicas:
+        budgets.close()
+    reader = leased(url, prefix, [config], "reader")
+    counted = reader.spent(config)
+    reader.close()
+    assert spent <= 1.0 + 1e-9
+    assert counted == pytest.approx(spent, abs=1e-9)  # after close: exactly the spend
+    assert spent >= 0.9  # the budget was nearly used up
+
+
+def test_a_crashed_replicas_lease_is_reclaimed(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=1.0, period="total")
+    crashed = leased(url, prefix, [config], "crashed", ttl_s=0.5)
+    wait_for_pools(crashed, 0.001)
+    client = redis.Redis.from_url(url)
+    key = f"{prefix}:budget:g:*:all"
+    assert client.hget(lease_key(key), "crashed") is not None  # a lease held in reserve
+    # The replica dies: its settling thread stops without giving anything back.
+    counters = crashed.counters
+    assert isinstance(counters, RedisCounters)
+    counters._settlements.stop().done.wait(5)
+    pool_in_counter = int(client.get(key) or 0)  # its pool (unspent) stays counted
+    assert pool_in_counter > 0
+    time.sleep(0.6)
+    survivor = leased(url, prefix, [config], "survivor")
+    room = NANOS - pool_in_counter  # everything but the dead replica's pool
+    hold = survivor.reserve(room / NANOS)  # refused if the dead lease still counted
+    assert hold is not None
+    assert client.hget(lease_key(key), "crashed") is None  # reclaimed
+    with pytest.raises(BudgetExceeded):
+        survivor.reserve(1e-9)
+    survivor.close()
+    client.close()
+
+
+def test_close_gives_pools_and_leases_back(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=5.0, period="month")
+    budgets = leased(url, prefix, [config], "r")
+    wait_for_pools(budgets, 0.01)
+    for _ in range(20):
+        hold = budgets.reserve(0.01)
+        assert hold is not None
+        budgets.settle(hold, 0.004)
+    assert budgets.spent(config) == pytest.approx(20 * 0.004)  # the pool is not spend
+    client = redis.Redis.from_url(url)
+    key = hold.keys[0]
+    assert int(client.get(key) or 0) > 20 * 4_000_000  # while running: the pool is in it
+    budgets.close()
+    assert int(client.get(key) or 0) == 20 * 4_000_000
+    assert client.hlen(lease_key(key)) == 0
+    assert 0 < client.ttl(key) <= 40 * 86_400  # the counter still expires with its period
+    client.close()
+
+
+def test_soft_budgets_still_warn_with_leases(
+    shared: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, prefix = shared
+    configs = [
+        BudgetConfig(name="hard", limit_usd=100.0, period="day"),
+        BudgetConfig(name="soft", scope="user", limit_usd=0.05, period="day", mode="soft"),
+    ]
+    budgets = leased(url, prefix, configs, "r")
+    wait_for_pools(budgets, 0.01, user="ann")
+    warnings = []
+    for _ in range(10):
+        hold = budgets.reserve(0.01, user="ann")
+        assert hold is not None
+        warnings.append(hold.warning)
+        budgets.settle(hold, 0.01)
+    assert warnings[0] is None
+    assert warnings[-1] is not None and "soft" in warnings[-1] and "user ann" in warnings[-1]
+    assert "soft budget over its limit" in caplog.text
+    assert budgets.spent(configs[1], "ann") == pytest.approx(0.1)
+    other = leased(url, prefix, configs, "other")  # another replica sees the soft spend
+    hold = other.reserve(0.01, user="ann")
+    assert hold is not None and hold.warning is not None
+    other.settle(hold, 0.0)
+    budgets.close()
+    other.close()
+
+
+def test_per_key_budgets_with_leases(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    configs = [
+        BudgetConfig(name="all", limit_usd=100.0, period="day"),
+        BudgetConfig(name="team", scope="key", match="TEAM_KEY", limit_usd=0.5, period="day"),
+    ]
+    replicas = [leased(url, prefix, configs, f"r{i}") for i in range(2)]
+    granted = 0
+    for index in range(400):
+        try:
+            hold = replicas[index % 2].reserve(0.01, api_key_id="TEAM_KEY")
+        except BudgetExceeded as exc:
+            assert "'team'" in str(exc)
+            continue
+        assert hold is not None
+        granted += 1
+        if index % 50 == 0:
+            time.sleep(0.03)  # let the pools refill
+    assert granted <= 50  # $0.50 at $0.01 a call
+    assert granted >= 40
+    for _ in range(30):  # other keys are not under the team's budget
+        assert replicas[0].reserve(0.01, api_key_id="OTHER_KEY") is not None
+    for budgets in replicas:
+        budgets.close()
+    reader = leased(url, prefix, configs, "reader")
+    assert reader.spent(configs[1], "TEAM_KEY") == pytest.approx(granted * 0.01)
+    assert reader.spent(configs[0]) == pytest.approx((granted + 30) * 0.01)
+    reader.close()
+
+
+def test_redis_down_refuses_once_the_pools_are_empty(shared: tuple[str, str]) -> None:
+    """Pools already drawn may be spent; past them, calls are refused, not spent unchecked."""
+    from llmrouter.budgets import BudgetUnavailable
+
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=10.0, period="day")
+    budgets = leased(url, prefix, [config], "r")
+    wait_for_pools(budgets, 0.01)
+    counters = budgets.counters
+    assert isinstance(counters, RedisCounters)
+
+    def down(**_: object) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    counters._lease_script = down  # type: ignore[assignment]
+    with pytest.raises(BudgetUnavailable):
+        for _ in range(10_000):
+            budgets.reserve(0.01)
+    counters._settlements.stop().done.wait(5)  # no close: Redis is "down"
