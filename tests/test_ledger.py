@@ -192,3 +192,42 @@ def test_ledgers_opened_together_migrate_once(tmp_path: Path) -> None:
         ledger = SQLiteLedger(db)
         assert versions == list(range(1, ledger.schema_version + 1))
         ledger.close()
+
+
+def test_every_column_round_trips_in_its_place(tmp_path: Path) -> None:
+    # The batch writer lays each row's values out column by column, written out by hand:
+    # every field, each with a value no other field has, must come back in its column.
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    item = CallRecord(
+        ts=1.5,
+        request_id="req_x",
+        backend="b",
+        provider_model="pm",
+        prompt_tokens=2,
+        completion_tokens=3,
+        cached_tokens=4,
+        usage_source="provider",
+        cost_usd=5.5,
+        baseline_cost_usd=6.5,
+        latency_ms=7.5,
+        ttft_ms=8.5,
+        cache="miss",
+        complexity=0.25,
+        decision_reason="why",
+        outcome="fallback",
+        error_kind="timeout",
+        fallback_from="a",
+        attempts=9,
+        user="u",
+        tags=["t1", "t2"],
+        stream=True,
+        tokens_before_compression=10,
+        compression_saved_usd=11.5,
+        api_key_id="KEY",
+        prompt="hello",
+    )
+    ledger.record(item)
+    (row,) = ledger.rows()
+    ledger.close()
+    row.pop("id")
+    assert row == item.as_row()

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +63,8 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 _TAGS = COLUMNS.index("tags")
-_WIDTH = len(COLUMNS)
 _BEFORE_TAGS = operator.attrgetter(*COLUMNS[:_TAGS])  # one C call for many columns
 _AFTER_TAGS = operator.attrgetter(*COLUMNS[_TAGS + 1 :])
-_ALL = operator.attrgetter(*COLUMNS)
 # Rows per INSERT statement in the batch writer: one statement for many rows costs SQLite
 # less than a statement per row (and releases the GIL once, not once per row); 32 x 26
 # parameters stays under the 999 that SQLite before 3.32 allowed.
@@ -79,9 +76,6 @@ _CHUNK = 32
 # missing number is sent as NaN, which SQLite stores as NULL (as it stores a NaN).
 _NULLABLE_TEXT = ("error_kind", "fallback_from", "user", "api_key_id", "prompt")
 _NULLABLE_NUMBER = ("ttft_ms", "complexity", "tokens_before_compression")
-_TEXT_INDEXES = tuple(COLUMNS.index(c) for c in _NULLABLE_TEXT)
-_NUMBER_INDEXES = tuple(COLUMNS.index(c) for c in _NULLABLE_NUMBER)
-_STREAM = COLUMNS.index("stream")
 _NAN = float("nan")
 # What a value SQLite cannot bind raises (the type, or an integer out of range).
 _BAD_VALUE = (
@@ -252,14 +246,43 @@ def _insert_sql(rows: int) -> str:
 
 def _flat_values(records: list[CallRecord]) -> list[Any]:
     """The records' values, one after another, for a multi-row INSERT: tags as JSON, no
-    None and no bool (see ``_NULLABLE_TEXT``)."""
-    flat = list(chain.from_iterable(map(_ALL, records)))
-    flat[_TAGS::_WIDTH] = [json.dumps(tags) if tags else "[]" for tags in flat[_TAGS::_WIDTH]]
-    flat[_STREAM::_WIDTH] = list(map(int, flat[_STREAM::_WIDTH]))
-    for column in _TEXT_INDEXES:
-        flat[column::_WIDTH] = [0 if v is None else v for v in flat[column::_WIDTH]]
-    for column in _NUMBER_INDEXES:
-        flat[column::_WIDTH] = [_NAN if v is None else v for v in flat[column::_WIDTH]]
+    None and no bool (see ``_NULLABLE_TEXT``). Written out column by column: a loop over
+    columns, or slices of the flat list per column, costs several times as much."""
+    flat: list[Any] = []
+    add = flat.extend
+    nan = _NAN
+    for r in records:
+        tags = r.tags
+        add(
+            (
+                r.ts,
+                r.request_id,
+                r.backend,
+                r.provider_model,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cached_tokens,
+                r.usage_source,
+                r.cost_usd,
+                r.baseline_cost_usd,
+                r.latency_ms,
+                nan if r.ttft_ms is None else r.ttft_ms,
+                r.cache,
+                nan if r.complexity is None else r.complexity,
+                r.decision_reason,
+                r.outcome,
+                0 if r.error_kind is None else r.error_kind,
+                0 if r.fallback_from is None else r.fallback_from,
+                r.attempts,
+                0 if r.user is None else r.user,
+                json.dumps(tags) if tags else "[]",
+                1 if r.stream else 0,
+                nan if r.tokens_before_compression is None else r.tokens_before_compression,
+                r.compression_saved_usd,
+                0 if r.api_key_id is None else r.api_key_id,
+                0 if r.prompt is None else r.prompt,
+            )
+        )
     return flat
 
 
