@@ -67,8 +67,10 @@ _BEFORE_TAGS = operator.attrgetter(*COLUMNS[:_TAGS])  # one C call for many colu
 _AFTER_TAGS = operator.attrgetter(*COLUMNS[_TAGS + 1 :])
 # Rows per INSERT statement in the batch writer: one statement for many rows costs SQLite
 # less than a statement per row (and releases the GIL once, not once per row); 32 x 26
-# parameters stays under the 999 that SQLite before 3.32 allowed.
-_CHUNK = 32
+# parameters stays under the 999 that SQLite before 3.32 allowed. A remainder goes in
+# binary pieces: each size is a prepared statement the connection keeps (a 32-row one is
+# ~100 KB of VDBE program), so six sizes hold ~0.4 MB where one per size 1-32 held ~3 MB.
+_CHUNK_SIZES = (32, 16, 8, 4, 2, 1)
 # Binding None or a bool costs sqlite3 ~15x an int, float or str: it asks the adapter
 # registry and raises and clears two AttributeErrors (formatted messages included) per
 # value. So the batch writer binds no None and no bool: a missing text is sent as 0 and
@@ -125,7 +127,7 @@ class SQLiteLedger(BatchedLedger):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
         self._insert = _insert_sql(1)
-        self._inserts = {rows: _insert_sql(rows) for rows in range(1, _CHUNK + 1)}
+        self._inserts = {rows: _insert_sql(rows) for rows in _CHUNK_SIZES}
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -189,9 +191,9 @@ class SQLiteLedger(BatchedLedger):
         def write(records: list[CallRecord]) -> None:
             try:
                 with connection:
-                    for start in range(0, len(records), _CHUNK):
-                        chunk = records[start : start + _CHUNK]
-                        connection.execute(self._inserts[len(chunk)], _flat_values(chunk))
+                    for start, rows in _chunks(len(records)):
+                        chunk = records[start : start + rows]
+                        connection.execute(self._inserts[rows], _flat_values(chunk))
             except _BAD_VALUE:
                 # A value SQLite cannot take (the batch was rolled back): row by row, so
                 # only the rows that cannot be stored are lost, each logged.
@@ -242,6 +244,16 @@ def _insert_sql(rows: int) -> str:
     one = ", ".join("NULLIF(?, 0)" if c in _NULLABLE_TEXT else "?" for c in COLUMNS)
     values = ", ".join([f"({one})"] * rows)
     return f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES {values}"
+
+
+def _chunks(count: int) -> Iterator[tuple[int, int]]:
+    """(start, rows) pieces of a batch of ``count`` records, each a size in ``_CHUNK_SIZES``:
+    full chunks, then the remainder in binary pieces (27 = 16 + 8 + 2 + 1)."""
+    start = 0
+    for rows in _CHUNK_SIZES:
+        while count - start >= rows:
+            yield start, rows
+            start += rows
 
 
 def _flat_values(records: list[CallRecord]) -> list[Any]:

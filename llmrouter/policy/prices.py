@@ -1,7 +1,8 @@
 """Default prices and context windows from litellm's bundled price file.
 
 The file is read as JSON data, never by importing litellm (which costs seconds
-and hundreds of MB). It is read once per process, at policy load.
+and hundreds of MB). It is read once per process, at policy load; a long-running process
+that has loaded its policy can let the table go (``forget_price_table``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelInfo", "lookup_model", "price_file"]
+__all__ = ["ModelInfo", "forget_price_table", "lookup_model", "price_file"]
 
 _PRICE_FILE = "model_prices_and_context_window_backup.json"
 
@@ -41,6 +42,12 @@ def _price_table() -> dict[str, dict[str, Any]]:
         for key, entry in data.items()
         if isinstance(entry, dict) and key != "sample_spec"
     }
+
+
+def forget_price_table() -> None:
+    """Drop the parsed table (~2.4 MB of Python objects for ~2,000 models): only loading a
+    policy reads it, and a later load reads the file again (~35 ms)."""
+    _price_table.cache_clear()
 
 
 _FIELDS = (

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import LLMRouterError
-from ..memory import return_freed_memory
+from ..memory import map_large_allocations, return_freed_memory
+from ..policy.prices import forget_price_table
 from .app import ServerApp
 from .protocol import ConnectionSet, HttpProtocol
 
@@ -87,11 +88,13 @@ def run(
 
 
 def _worker(build_app: Callable[[], ServerApp], sock: socket.socket, timeouts: Timeouts) -> None:
+    map_large_allocations()
     app = build_app()
     # One routing decision (no call) builds what is built on first use (the predictor's
     # tables, the tokenizer's caches), so the first request is not slow; then the memory
     # start-up allocated and dropped goes back to the system (~15 MB).
     app.router.route([{"role": "user", "content": "Warm-up: is the router ready?"}])
+    forget_price_table()  # the policy is loaded: nothing reads the price table again
     return_freed_memory()
     # What start-up built lives as long as the process: out of the collector's sight, so a
     # full collection walks only what requests allocate (shorter pauses at p99).
