@@ -332,3 +332,16 @@ def test_cli_spend_by_key_as_csv(pg_url: str, tmp_path: Path) -> None:
     assert [int(row["calls"]) for row in table] == [5, 5, 10]
     total = sum(0.001 * (i % 5 + 1) for i in range(10))
     assert float(table[-1]["cost_usd"]) == pytest.approx(total)
+
+
+def test_every_float_column_that_json_cannot_carry_is_caught() -> None:
+    # The JSON batch checks finiteness by summing the float columns, written out by hand:
+    # a NaN or an infinity in any of them (and only those) must send the batch as values.
+    from llmrouter.ledger.postgres import _FLOAT_COLUMNS, _finite
+
+    assert _finite([record(1), record(2)])
+    for column in _FLOAT_COLUMNS:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            item = record(3)
+            setattr(item, column, bad)
+            assert not _finite([record(1), item]), column
