@@ -309,7 +309,7 @@ async def test_a_call_cancelled_while_reserving_is_recorded(
 
     monkeypatch.setattr(router.budgets, "areserve", slow_reserve)
     # As with Redis counters: the router awaits the reservation (local ones never wait).
-    monkeypatch.setattr(type(router.budgets), "local", False)
+    monkeypatch.setattr(router.budgets, "local", False)
     task = asyncio.ensure_future(router.acomplete(HELLO))
     await reserving.wait()
     task.cancel()

@@ -20,6 +20,7 @@ __all__ = ["Budgets", "Hold", "worst_case_usd"]
 
 log = logging.getLogger("llmrouter.budgets")
 
+_ceil = math.ceil
 _TTL_S = {"day": 3 * 86_400, "month": 40 * 86_400, "total": 0}
 _APPLIED_CACHE_SIZE = 4096  # distinct callers (key, user, tags) remembered per second
 # The router counts prompt tokens with tiktoken; a provider's tokenizer may count a few
@@ -113,6 +114,10 @@ class Budgets:
         self.counters = counters
         # In-process counters: reserve and settle on their cells, no key lookups per call.
         self._local = counters if isinstance(counters, LocalCounters) else None
+        #: In-process counters: :meth:`reserve` never waits, so an async caller can call it
+        #: directly instead of awaiting :meth:`areserve` (two coroutines less per call). An
+        #: attribute, not a property: the router reads it on every call.
+        self.local = self._local is not None
         # Leased shared counters: calls take from this replica's pools (their cells).
         self._pools: Pools | None = getattr(counters, "pools", None)
         if self._local is not None:
@@ -130,12 +135,6 @@ class Budgets:
         self._applied_cache: dict[
             tuple[str | None, str | None, tuple[str, ...]], tuple[int, _Applied | None]
         ] = {}
-
-    @property
-    def local(self) -> bool:
-        """In-process counters: :meth:`reserve` never waits, so an async caller can call it
-        directly instead of awaiting :meth:`areserve` (two coroutines less per call)."""
-        return self._local is not None
 
     # --- which counters ---------------------------------------------------------------------------
 
@@ -211,13 +210,30 @@ class Budgets:
         tags: Sequence[str] = (),
     ) -> Hold | None:
         """Reserve ``worst_case`` dollars on every applicable budget, or raise
-        :class:`BudgetExceeded` (a hard one would be crossed; nothing is reserved)."""
-        applied = self._applied(api_key_id, user, tags)
+        :class:`BudgetExceeded` (a hard one would be crossed; nothing is reserved).
+
+        Runs on every call: the usual case (the caller's budgets known this second, in
+        process, no soft budget, room left) is written out here, without further calls."""
+        cached = self._applied_cache.get((api_key_id, user, tuple(tags) if tags else ()))
+        if cached is not None and cached[0] == int(self._clock()):
+            applied = cached[1]
+        else:
+            applied = self._applied(api_key_id, user, tags)
         if applied is None:
             return None
-        amount = math.ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
-        if applied.cells is not None:
+        amount = _ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
+        cells = applied.cells
+        if cells is not None:
             if not applied.pooled:
+                if not applied.has_soft:
+                    with self._local_lock:
+                        for cell, limit in applied.hard:
+                            if cell[0] + amount > limit:
+                                break
+                        else:
+                            for cell in cells:
+                                cell[0] += amount
+                            return Hold(applied.keys, amount, None, cells)
                 return self._reserve_local(applied, amount, worst_case)
             hold = self._take(applied, amount, worst_case)
             if hold is not None:
@@ -233,14 +249,30 @@ class Budgets:
         user: str | None = None,
         tags: Sequence[str] = (),
     ) -> Hold | None:
-        """:meth:`reserve` without blocking the event loop on a Redis round trip."""
-        applied = self._applied(api_key_id, user, tags)
+        """:meth:`reserve` without blocking the event loop on a Redis round trip. With
+        leases, the usual case (the pools hold the call, no soft budget) is written out
+        here: no round trip and no further calls."""
+        cached = self._applied_cache.get((api_key_id, user, tuple(tags) if tags else ()))
+        if cached is not None and cached[0] == int(self._clock()):
+            applied = cached[1]
+        else:
+            applied = self._applied(api_key_id, user, tags)
         if applied is None:
             return None
-        amount = math.ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
-        if applied.cells is not None:  # in process, or from this replica's pools
+        amount = _ceil(worst_case * NANOS - 1e-6) if worst_case > 0 else 0  # _nanos
+        cells = applied.cells
+        if cells is not None:  # in process, or from this replica's pools
             if not applied.pooled:
                 return self._reserve_local(applied, amount, worst_case)
+            if not applied.has_soft:
+                with self._local_lock:
+                    for cell in applied.pool_hard:
+                        if cell[0] + amount > cell[1]:
+                            break
+                    else:
+                        for cell in cells:
+                            cell[0] += amount
+                        return Hold(applied.keys, amount, None, cells)
             hold = self._take(applied, amount, worst_case)
             if hold is not None:
                 return hold
@@ -336,7 +368,7 @@ class Budgets:
 
     def settle(self, hold: Hold, actual_usd: float) -> None:
         """Replace the reservation by the actual cost (0 for a call that failed unbilled)."""
-        actual = math.ceil(actual_usd * NANOS - 1e-6) if actual_usd > 0 else 0  # _nanos
+        actual = _ceil(actual_usd * NANOS - 1e-6) if actual_usd > 0 else 0  # _nanos
         delta = actual - hold.reserved
         cells = hold.cells
         if cells is None:

@@ -19,9 +19,16 @@ from typing import Any
 from ..write_behind import LINGER_S, MAX_BATCH, Marker, RowBuffer
 from .record import CallRecord
 
-__all__ = ["LINGER_S", "MAX_BATCH", "BatchedLedger", "RowBuffer"]
+__all__ = ["LEDGER_LINGER_S", "LINGER_S", "MAX_BATCH", "BatchedLedger", "RowBuffer"]
 
 log = logging.getLogger("llmrouter.ledger")
+
+# How long a row may wait for others before the writer commits them (``flush()`` and
+# ``close()`` do not wait). Each commit costs the writer thread a wake-up, a transaction
+# and the pages it rewrites: SQLite pays ~47k instructions a row in batches of 27, ~40k in
+# batches of 135 (what 50 ms gathers at 2,700 requests/s). The price: a ``kill -9`` loses
+# at most this much of the rows (``ledger.sync: true`` loses none).
+LEDGER_LINGER_S = 0.05
 
 Row = tuple[Any, ...]
 
@@ -40,7 +47,7 @@ class BatchedLedger(ABC):
 
     def __init__(self, *, sync: bool) -> None:
         self.sync = sync
-        self._buffer = RowBuffer()
+        self._buffer = RowBuffer(linger_s=LEDGER_LINGER_S)
         self._put = self._buffer.put
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
