@@ -89,7 +89,31 @@ def test_schema_is_versioned(tmp_path: Path) -> None:
     SQLiteLedger(tmp_path / "l.db")
     SQLiteLedger(tmp_path / "l.db")  # re-opening does not re-run migrations
     versions = sqlite3.connect(tmp_path / "l.db").execute("SELECT version FROM schema_version")
-    assert [v for (v,) in versions] == [1]
+    assert [v for (v,) in versions] == [1, 2]
+
+
+def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from llmrouter.ledger.sqlite import _MIGRATIONS
+
+    db = tmp_path / "l.db"
+    with sqlite3.connect(db) as connection:  # a ledger made by the first release
+        connection.executescript(_MIGRATIONS[0])
+        connection.execute("CREATE TABLE schema_version (version INTEGER)")
+        connection.execute("INSERT INTO schema_version VALUES (1)")
+    ledger = SQLiteLedger(db)
+    ledger.record(record(1))
+    rows = ledger.rows()
+    ledger.close()
+    with sqlite3.connect(db) as connection:
+        versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+        indexes = {
+            n for (n,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    assert versions == [1, 2]
+    assert "calls_backend_ts" not in indexes and {"calls_request_id", "calls_ts"} <= indexes
+    assert [r["request_id"] for r in rows] == ["req_1"]
 
 
 def test_many_rows_in_one_batch_keep_their_order_values_and_skip_duplicates(

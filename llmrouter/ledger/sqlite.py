@@ -60,6 +60,12 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_ts ON calls(ts);
     CREATE INDEX calls_backend_ts ON calls(backend, ts);
     """,
+    # No query filters on a backend: reports group by it over a time window, which the ts
+    # index serves (SQLite used this index instead, scanning all of it for any window),
+    # and keeping a fourth B-tree cost every row ~5k instructions (~12%) to write.
+    """
+    DROP INDEX IF EXISTS calls_backend_ts;
+    """,
 )
 
 _TAGS = COLUMNS.index("tags")
