@@ -4,6 +4,7 @@ request path, durable after flush() and close(), and a failing disk loses only t
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -77,10 +78,10 @@ def test_a_failing_write_is_logged_and_later_writes_still_land(
     real_set = cache._cache.set
     failing = {"on": True}
 
-    def set_or_fail(key: str, value: object, expire: float | None = None) -> bool:
+    def set_or_fail(key: str, value: object, **options: object) -> bool:
         if failing["on"]:
             raise OSError("No space left on device")
-        return bool(real_set(key, value, expire=expire))
+        return bool(real_set(key, value, **options))
 
     monkeypatch.setattr(cache._cache, "set", set_or_fail)
     cache.put("lost", answer(1))
@@ -217,6 +218,46 @@ def test_entries_stored_into_reused_row_ids_are_found(tmp_path: Path) -> None:
     assert wait_until(lambda: reader.get("d") == answer(4))
     writer.close()
     reader.close()
+
+
+def test_catching_up_skips_the_rows_this_process_stored(tmp_path: Path) -> None:
+    """Its writer put them in the filter already; another cache's rows are read."""
+    mine = ExactCache(tmp_path, ttl_s=None)
+    other = ExactCache(tmp_path, ttl_s=None)
+    mine.put("mine", answer(1))
+    other.put("other", answer(2))
+    mine.flush()
+    other.flush()
+    fresh = KeyFilter()
+    index = mine._index
+    index._newest = 0.0
+    connection = sqlite3.connect(index._db_path)
+    index._catch_up(connection, fresh)
+    connection.close()
+    assert "other" in fresh and "mine" not in fresh
+    assert index._newest > 0.0  # it still advances past its own rows
+    mine.close()
+    other.close()
+
+
+def test_a_key_put_before_a_rebuild_is_added_to_the_new_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ExactCache(tmp_path, ttl_s=None)
+    assert cache.indexed.wait(5)
+    store = cache._store
+
+    def rebuilt_then_store(batch: list[tuple[str, dict[str, object], int]]) -> None:
+        # A rebuild that read the disk after the put, before the answer was stored.
+        cache._index.filter = KeyFilter()
+        cache._index.generation += 1
+        store(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "_store", rebuilt_then_store)
+    cache.put("pending", answer(1))
+    cache.flush()
+    assert cache._index.filter is not None and "pending" in cache._index.filter
+    cache.close()
 
 
 def test_the_size_limit_holds_for_short_lived_processes(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ class ExactCache:
         self._index.add(key)
         with self._lock:
             self._pending[key] = value
-        self._buffer.put((key, value))
+        self._buffer.put((key, value, self._index.generation))
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
@@ -178,20 +178,23 @@ class ExactCache:
             batch, markers = self._buffer.take()
             if batch:
                 self._store(batch)
-                for key, _ in batch:  # puts made before the filter was built are in it now
-                    self._index.add(key)
+                index = self._index
+                for key, _, generation in batch:
+                    if generation != index.generation:  # put before this filter was built
+                        index.add(key)
                 with self._lock:  # a newer answer put meanwhile stays pending
-                    for key, value in batch:
+                    for key, value, _ in batch:
                         if self._pending.get(key) is value:
                             del self._pending[key]
             if self._buffer.settle(markers):
                 return
 
-    def _store(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    def _store(self, batch: list[tuple[str, dict[str, Any], int]]) -> None:
+        tag = self._index.tag  # the index skips this process's rows when it catches up
         try:
             with self._cache.transact():
-                for key, value in batch:
-                    self._cache.set(key, value, expire=self.ttl_s)
+                for key, value, _ in batch:
+                    self._cache.set(key, value, expire=self.ttl_s, tag=tag)
         except Exception as exc:  # a full disk must not stop later writes
             logger.warning("exact cache write failed, %d entries dropped: %s", len(batch), exc)
 

@@ -1,9 +1,10 @@
 """The exact cache's index: which keys its diskcache directory holds, kept in memory.
 
 A :class:`~llmrouter.cache.presence.KeyFilter` answers "certainly not stored" without a
-disk read. A thread builds it from the SQLite table, then once a second adds the rows any
-process stored since (by diskcache's indexed ``store_time``, which every write sets: row
-ids would miss rows that reuse the ids of deleted ones), rebuilds it when it fills up and
+disk read. A thread builds it from the SQLite table, then once a second adds the rows other
+processes stored since (by diskcache's indexed ``store_time``, which every write sets: row
+ids would miss rows that reuse the ids of deleted ones; this process's own rows carry its
+``tag`` and are skipped, its writer added them already), rebuilds it when it fills up and
 every five minutes, and culls expired entries and the size limit (on its first pass, then
 every 30 s). Until the filter is built, or when it cannot be read, lookups read the disk.
 
@@ -14,6 +15,7 @@ without ``close()`` stops it; a forked child starts its own on first use.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -39,6 +41,10 @@ class KeyIndex:
         self._cache = cache  # the diskcache.Cache (for culling)
         self._db_path = db_path
         self.filter: KeyFilter | None = None
+        #: counts the filters built: a key added under an older one must be added again
+        self.generation = 0
+        #: the diskcache tag this process's writes carry (random: pids repeat across hosts)
+        self.tag = _new_tag()
         self._newest = 0.0  # the latest store_time the filter has seen
         self.ready = threading.Event()  # set once the filter first covers the disk
         self._stop = threading.Event()
@@ -76,6 +82,8 @@ class KeyIndex:
         """In a forked child the thread is gone: read the disk until a new one has built a
         filter of the child's own."""
         self.filter = None
+        self.generation += 1
+        self.tag = _new_tag()  # the parent's rows are another process's now
         self._newest = 0.0
         self.ready = threading.Event()
         self._starting = threading.Lock()  # another thread may have held it at the fork
@@ -130,23 +138,23 @@ class KeyIndex:
                 newest = stored
         self._newest = newest
         self.filter = fresh
+        self.generation += 1
         # Rows stored while the filter was built (and puts made meanwhile, which went to the
         # old filter) are newer: add them now.
         self._catch_up(connection, fresh)
 
     def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> None:
-        """Add the rows stored (or stored again) since the last look."""
+        """Add the rows other processes stored (or stored again) since the last look."""
+        (newest,) = connection.execute("SELECT MAX(store_time) FROM Cache").fetchone()
         rows = connection.execute(
-            "SELECT key, store_time FROM Cache WHERE store_time >= ?",
-            (self._newest - _OVERLAP_S,),
+            "SELECT key FROM Cache WHERE store_time >= ? AND tag IS NOT ?",
+            (self._newest - _OVERLAP_S, self.tag),
         ).fetchall()
-        newest = self._newest
-        for key, stored in rows:
+        for (key,) in rows:
             if isinstance(key, str):
                 known.add(key)
-            if stored is not None and stored > newest:
-                newest = stored
-        self._newest = newest
+        if newest is not None and newest > self._newest:
+            self._newest = newest
 
     def cull(self) -> None:
         """Remove expired entries and evict down to the size limit (diskcache's cull)."""
@@ -154,3 +162,8 @@ class KeyIndex:
             self._cache.cull()
         except Exception as exc:  # a busy or full disk: try again next time
             logger.warning("exact cache cull failed: %s", exc)
+
+
+def _new_tag() -> int:
+    """A random 63-bit integer (SQLite's INTEGER), new in every process."""
+    return int.from_bytes(os.urandom(8), "big") >> 1
