@@ -8,9 +8,9 @@ exact cache off in every configuration so only the ledger and budgets differ:
 - ``bare``: ledger disabled, no budgets.
 - ``sqlite``: SQLite ledger (batched writer thread) + three budgets (global hard, per-key
   hard, per-user soft) on in-process counters: the embedded default.
-- ``shared``: PostgreSQL ledger (batches written with COPY by a writer thread) + the same
-  budgets on Redis counters (one atomic Lua reserve per request, sent over a pipelined
-  asyncio connection; settlements summed per counter and sent every 50 ms by a thread),
+- ``shared``: PostgreSQL ledger (batches written as one JSON array by a writer thread) +
+  the same budgets on Redis counters with leases (the default: calls spend from in-memory
+  pools that one Lua call every 50 ms refills, off the request path; see docs/spend.md),
   plus Redis-shared breakers and latency. Needs LLMROUTER_TEST_PG_URL /
   LLMROUTER_TEST_REDIS_URL (``source .ci/services.sh``); the PostgreSQL and Redis servers
   are pinned to core 1 too.

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -90,6 +91,7 @@ class RedisCounters:
         # With leases (see :mod:`.leases`), calls spend from in-memory pools refilled by
         # the settling thread, and reserve on their own only when a pool runs short.
         self.pools = Pools(replica or uuid.uuid4().hex) if leases else None
+        self._sync_logged = 0.0  # when a failed refill was last logged
         self._url = url  # for the asyncio connection of each event loop (areserve)
         # One asyncio connection per event loop; weak keys, so a finished loop's goes too.
         self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -334,14 +336,21 @@ class RedisCounters:
             args += (pool.limit if pool.hard else -1, want, must, lease, pool.ttl)
         try:
             reply = self._lease_script(keys=keys, args=args)
-        except _REDIS_ERRORS as exc:  # nothing moved: the pools drain, calls reserve alone
-            log.error(
-                "budgets: could not refill %d budget pools in Redis (%s: %s)",
-                len(scripts),
-                type(exc).__name__,
-                exc,
-            )
+        except _REDIS_ERRORS as exc:
+            # Taken as nothing moved: the pools drain and calls then reserve alone (refused
+            # while Redis is down). Had the script run and only its reply been lost, what it
+            # added is added again next time: counters too high, on the refusing side.
+            now = time.monotonic()
+            if now - self._sync_logged >= 60:  # every 50 ms while Redis is down: once a minute
+                self._sync_logged = now
+                log.error(
+                    "budgets: could not refill %d budget pools in Redis (%s: %s)",
+                    len(scripts),
+                    type(exc).__name__,
+                    exc,
+                )
             return
+        self._sync_logged = 0.0
         self.pools.applied(scripts, reply)
 
 
