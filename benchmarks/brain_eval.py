@@ -7,6 +7,9 @@ trained without RouteLLM and RouterBench at all (their models and prompts are un
 calibrates from 100 prompts of one task and routes another; the share it predicts is read
 both on the labelled sample and on 100 unlabelled prompts of the target task (traffic).
 
+Every routing figure is given for two decision rules (``llmrouter.brain.evaluation``): the
+router's quality floor, and expected value (``p - price * cost``), under ``value_rule``.
+
 Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
 Fold weights are cached in build/brain-cv-v4/ (delete it to retrain); needs ../shared.
 """
@@ -146,6 +149,7 @@ def routellm(cv: CrossValidation) -> dict[str, Any]:
         data = cv.matrix(rows, [MIXTRAL, GPT4], cost, cost)
         report = evaluate(data, default_floors(data.probs), reference=GPT4)
         two = report["two_model"]
+        value = evaluate(data, reference=GPT4, rule="value")["two_model"]
         out[name] = {
             "prompts": len(rows),
             "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
@@ -155,6 +159,12 @@ def routellm(cv: CrossValidation) -> dict[str, Any]:
             "apgr": two["apgr"],
             "cpt50": two["cpt50"],
             "cpt80": two["cpt80"],
+            "value_rule": {
+                "fewer_gpt4_calls_at_95pct": value["fewer_strong_calls_at_target"],
+                "apgr": value["apgr"],
+                "cpt50": value["cpt50"],
+                "cpt80": value["cpt80"],
+            },
         }
     return out
 
@@ -177,6 +187,7 @@ def routerbench(cv: CrossValidation) -> dict[str, Any]:
             expected[[j for j, i in enumerate(rows) if cv.fold[i] == k]] = mean
         data = cv.matrix(rows, models, costs, expected)
         report = evaluate(data, default_floors(data.probs), reference=GPT4)
+        value = evaluate(data, reference=GPT4, rule="value")["router"]
         out[name] = {
             "prompts": len(rows),
             "aiq_router": report["router"]["aiq"],
@@ -186,6 +197,10 @@ def routerbench(cv: CrossValidation) -> dict[str, Any]:
             "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
             "cost_to_95pct_gpt4_router": report["router"]["cost_to_target"],
             "cost_to_95pct_gpt4_zero_router": report["baselines"]["zero_router"]["cost_to_target"],
+            "value_rule": {
+                "aiq_router": value["aiq"],
+                "cost_to_95pct_gpt4_router": value["cost_to_target"],
+            },
         }
     return out
 
@@ -201,6 +216,7 @@ def llmrouter_set(cv: CrossValidation, shared: Path) -> dict[str, Any]:
     data = cv.matrix(rows, models, costs, costs)
     best = max(models, key=lambda m: data.scores[:, models.index(m)].mean())
     report = evaluate(data, default_floors(data.probs), target_share=1.0, reference=best)
+    value = evaluate(data, target_share=1.0, reference=best, rule="value")["router"]
     return {
         "prompts": len(rows),
         "best_single": best,
@@ -212,6 +228,11 @@ def llmrouter_set(cv: CrossValidation, shared: Path) -> dict[str, Any]:
         "aiq_router": report["router"]["aiq"],
         "aiq_zero_router": report["baselines"]["zero_router"]["aiq"],
         "router_best_quality": max(p["quality"] for p in report["router"]["curve"]),
+        "value_rule": {
+            "router_cost_share_at_best_quality": value["cost_to_target"],
+            "aiq_router": value["aiq"],
+            "router_best_quality": max(p["quality"] for p in value["curve"]),
+        },
     }
 
 

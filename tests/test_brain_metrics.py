@@ -10,7 +10,13 @@ import pytest
 
 from llmrouter.brain.abilities import BackendParams
 from llmrouter.brain.calibration import fit_backend
-from llmrouter.brain.evaluation import EvalMatrix, decide, evaluate
+from llmrouter.brain.evaluation import (
+    EvalMatrix,
+    decide,
+    decide_value,
+    default_prices,
+    evaluate,
+)
 from llmrouter.brain.metrics import aiq, apgr, cost_to_reach, cpt, upper_hull
 from llmrouter.brain.model import PromptState
 
@@ -38,6 +44,43 @@ def test_decide_takes_the_cheapest_backend_clearing_the_floor() -> None:
     cost = np.asarray([[1.0, 10.0]] * 3)
     assert decide(probs, cost, 0.7).tolist() == [0, 1, 1]
     assert decide(probs, cost, 0.0).tolist() == [0, 0, 0]
+
+
+def test_decide_value_weighs_the_quality_gain_against_the_extra_cost() -> None:
+    probs = np.asarray([[0.9, 0.95], [0.5, 0.8], [0.3, 0.4]])
+    cost = np.asarray([[1.0, 10.0]] * 3)
+    # Gains per extra unit of cost: 0.05/9, 0.3/9, 0.1/9.
+    assert decide_value(probs, cost, 0.0).tolist() == [1, 1, 1]
+    assert decide_value(probs, cost, 0.02).tolist() == [0, 1, 0]
+    assert decide_value(probs, cost, 1.0).tolist() == [0, 0, 0]
+    # Equal predictions go to the cheaper backend even at price 0.
+    assert decide_value(np.asarray([[0.7, 0.7]]), cost[:1], 0.0).tolist() == [0]
+
+
+def test_default_prices_reach_every_decision() -> None:
+    rng = np.random.default_rng(1)
+    probs = rng.random((50, 3))
+    cost = np.tile([1.0, 2.0, 5.0], (50, 1))
+    prices = default_prices(probs, cost)
+    assert prices[0] == 0.0
+    assert (decide_value(probs, cost, prices[-1]) == 0).all()  # the cheapest, everywhere
+
+
+def test_the_value_rule_of_a_perfect_predictor_beats_the_baselines() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    weak = (rng.random(n) < 0.6).astype(float)
+    strong = np.maximum(weak, (rng.random(n) < 0.7).astype(float))
+    scores = np.column_stack([weak, strong])
+    costs = np.tile([1.0, 10.0], (n, 1))
+    probs = np.clip(scores + rng.normal(0, 0.05, scores.shape), 0, 1)
+    report = evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs), rule="value")
+    assert report["rule"] == "value"
+    assert "price" in report["router"]["curve"][0]
+    assert report["router"]["aiq"] > report["baselines"]["zero_router"]["aiq"]
+    assert report["two_model"]["apgr"] > 0.7
+    with pytest.raises(ValueError, match="rule"):
+        evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs), rule="best")
 
 
 def test_a_perfect_predictor_beats_the_baselines() -> None:

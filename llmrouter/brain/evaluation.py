@@ -1,9 +1,14 @@
-"""Offline evaluation: route recorded prompts over a sweep of quality floors, no calls.
+"""Offline evaluation: route recorded prompts over a sweep of operating points, no calls.
 
-The decision rule is the router's: among backends whose predicted probability clears the
-floor take the lowest expected cost, else the best-predicted one. Realised quality and cost
-come from the data. Baselines: each single backend, random mixing of the cheapest and the
-best backend, the zero router (hull of single backends) and the oracle.
+Two decision rules. ``floor`` is the router's: among backends whose predicted probability
+clears the floor take the lowest expected cost, else the best-predicted one. ``value`` is
+expected utility: the backend maximising ``p - price * expected_cost`` for a price (cost
+units one pays per point of expected quality), swept from 0 (best-predicted) upwards. With
+many backends the floor rule reads each probability against a fixed line, so a cheap backend
+whose noisy estimate lands just above it wins over a far better one that costs a little
+more; the value rule weighs how much better against how much dearer. Realised quality and
+cost come from the data. Baselines: each single backend, random mixing of the cheapest and
+the best backend, the zero router (hull of single backends) and the oracle.
 """
 
 from __future__ import annotations
@@ -18,9 +23,19 @@ from numpy.typing import NDArray
 
 from .metrics import aiq, apgr, calls_to_reach, cost_to_reach, cpt, upper_hull
 
-__all__ = ["EvalMatrix", "decide", "default_floors", "evaluate", "sweep"]
+__all__ = [
+    "RULES",
+    "EvalMatrix",
+    "decide",
+    "decide_value",
+    "default_floors",
+    "default_prices",
+    "evaluate",
+    "sweep",
+]
 
 Array = NDArray[np.float64]
+RULES = ("floor", "value")
 
 
 @dataclass
@@ -45,6 +60,53 @@ def decide(probs: Array, expected_cost: Array, floor: float) -> NDArray[np.int64
     return np.where(eligible.any(axis=1), cheapest, best).astype(np.int64)
 
 
+def decide_value(probs: Array, expected_cost: Array, price: float) -> NDArray[np.int64]:
+    """Index of the backend maximising ``p - price * expected_cost`` per prompt.
+
+    Ties go to the cheaper backend (then the better-predicted): at a price of 0 the
+    best-predicted backend, at a very high price the cheapest.
+    """
+    utility = probs - price * expected_cost
+    best = utility.max(axis=1, keepdims=True)
+    tied = utility >= best - 1e-12
+    masked = np.where(tied, expected_cost, np.inf) - 1e-12 * probs
+    return np.argmin(masked, axis=1).astype(np.int64)
+
+
+def default_prices(
+    probs: Array, expected_cost: Array, count: int = 200, sample: int = 20_000
+) -> list[float]:
+    """0, plus quantiles of the prices at which a prompt's choice can change.
+
+    Between two backends of a prompt the choice flips at ``Δp / Δcost``; quantiles of
+    those break-even prices (over all pairs, positive ones; for the quantiles an evenly
+    spaced ``sample`` of the prompts at most) reach every distinct decision the way
+    ``default_floors``' quantiles of the probabilities do for the floor rule. The last price
+    exceeds every prompt's largest break-even price: the cheapest backend everywhere.
+    """
+    n, b = probs.shape
+    subset = np.linspace(0, n - 1, min(n, sample)).astype(np.int64)
+    top = 0.0
+    ratios: list[Array] = []
+    for i, j in itertools.combinations(range(b), 2):
+        dp = probs[:, i] - probs[:, j]
+        dc = expected_cost[:, i] - expected_cost[:, j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = dp / dc
+        ratio = np.where((dp * dc > 0) & np.isfinite(ratio), ratio, np.nan)
+        if np.isfinite(ratio).any():
+            top = max(top, float(np.nanmax(ratio)))
+            picked = ratio[subset]
+            ratios.append(picked[np.isfinite(picked)])
+    found = np.concatenate(ratios) if ratios else np.zeros(0)
+    if top <= 0.0:
+        return [0.0]
+    quantiles: list[float] = (
+        np.quantile(found, np.linspace(0.0, 1.0, count)).tolist() if found.size else []
+    )
+    return sorted({0.0, top * 1.01, *quantiles})
+
+
 def default_floors(probs: Array, count: int = 200) -> list[float]:
     """A grid plus quantiles of the predictions, so every distinct decision is reached."""
     grid = np.linspace(0.0, 1.0, 101)
@@ -56,15 +118,21 @@ def sweep(
     data: EvalMatrix,
     floors: Sequence[float],
     progress: Callable[[int], None] | None = None,
+    rule: str = "floor",
 ) -> list[dict[str, Any]]:
+    """One operating point per floor (``rule="floor"``) or per price (``rule="value"``)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown decision rule {rule!r}; expected one of {RULES}")
     rows = np.arange(data.scores.shape[0])
+    pick = decide if rule == "floor" else decide_value
+    key = "floor" if rule == "floor" else "price"
     curve = []
     for floor in floors:
-        choice = decide(data.probs, data.expected_cost, floor)
+        choice = pick(data.probs, data.expected_cost, floor)
         shares = np.bincount(choice, minlength=len(data.backends)) / max(len(choice), 1)
         curve.append(
             {
-                "floor": round(float(floor), 6),
+                key: round(float(floor), 6) if rule == "floor" else float(floor),
                 "cost": float(data.costs[rows, choice].mean()),
                 "quality": float(data.scores[rows, choice].mean()),
                 "shares": {
@@ -92,10 +160,20 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     target_share: float = 0.95,
     reference: str | None = None,
+    rule: str = "floor",
 ) -> dict[str, Any]:
-    """The full report: router curve and metrics, and the same metrics for the baselines."""
-    floors = list(floors) if floors is not None else default_floors(data.probs)
-    curve = sweep(data, floors, progress)
+    """The full report: router curve and metrics, and the same metrics for the baselines.
+
+    ``floors`` are quality floors for ``rule="floor"`` and prices for ``rule="value"``
+    (default: ``default_floors`` / ``default_prices`` of the predictions).
+    """
+    if floors is None:
+        floors = (
+            default_floors(data.probs)
+            if rule == "floor"
+            else default_prices(data.probs, data.expected_cost)
+        )
+    curve = sweep(data, list(floors), progress, rule)
     single = {
         b: {"cost": float(data.costs[:, j].mean()), "quality": float(data.scores[:, j].mean())}
         for j, b in enumerate(data.backends)
@@ -131,6 +209,7 @@ def evaluate(
 
     report: dict[str, Any] = {
         "prompts": int(data.scores.shape[0]),
+        "rule": rule,
         "backends": list(data.backends),
         "reference": reference,
         "cheapest": cheapest,

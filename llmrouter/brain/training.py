@@ -57,6 +57,11 @@ class TrainConfig:
     # badly to very short prompts; 0.25 was tried (docs/brain.md) and lost more than it won
     # in cross-validation, so the default keeps every bucket.
     max_df: float = 1.0
+    # n-gram buckets present in fewer training prompts than this keep weight 0 in the
+    # difficulty and the factors (as the demand classifier's ``min_category_df``): a rare
+    # bucket's weight can only memorise its few prompts. 5 was tried (docs/brain.md) and
+    # did not win in cross-validation, so the default (1) keeps every bucket seen.
+    min_df: int = 1
     rating_anchors: tuple[tuple[str, float], ...] = (
         ("gpt-4-1106-preview", 0.9),
         ("mistral-7b-chat", 0.35),
@@ -243,7 +248,8 @@ def _fit_irt(
     factorisation router whose prompt embedding is learned from hashed n-grams.
     """
     # Buckets absent from the data keep weight 0 anyway; leaving them out is exact and fast.
-    columns = np.flatnonzero(np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1]))
+    df = np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1])
+    columns = np.flatnonzero(df >= max(config.min_df, 1))
     x, s = feats.hashed[:, columns], feats.structural
     xt = x.T.tocsr()
     n, d = x.shape
