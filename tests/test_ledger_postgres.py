@@ -77,7 +77,7 @@ def test_migrations_are_versioned_and_run_once(pg_url: str) -> None:
     second.close()
     with psycopg.connect(pg_url) as connection:
         versions = connection.execute("SELECT version FROM llmrouter_schema_version").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_concurrent_replicas_migrate_safely(pg_url: str) -> None:

@@ -76,6 +76,8 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_ts ON calls(ts);
     CREATE INDEX calls_backend_ts ON calls(backend, ts);
     """,
+    # As in SQLite: no query filters on a backend, and the index cost every insert.
+    "DROP INDEX IF EXISTS calls_backend_ts;",
 )
 
 _MIGRATION_LOCK = 0x6C6C6D72  # "llmr": one migrating replica at a time
