@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from math import inf
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ _ROUTER_OPTIONS = (
     "quality_floor",
     "max_cost_usd",
     "max_latency_ms",
+    "answer_value_usd",
     "tags",
     "cache",
     "compress",
@@ -70,6 +72,7 @@ class CallOptions:
     quality_floor: float | None = None
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
+    answer_value_usd: float | None = None  # routes this call by the value rule
     user: str | None = None
     tags: list[str] = field(default_factory=list)
     cache: bool = True
@@ -91,6 +94,14 @@ class CallOptions:
             value = getattr(options, name)
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise InvalidRequest(f"{name} must be a positive number", param=name)
+        worth = options.answer_value_usd
+        if worth is not None and (
+            isinstance(worth, bool) or not isinstance(worth, (int, float)) or not 0 < worth < inf
+        ):
+            raise InvalidRequest(
+                "answer_value_usd must be a positive, finite number (USD a good answer is worth)",
+                param="answer_value_usd",
+            )
         if isinstance(options.tags, str):
             options.tags = [t.strip() for t in options.tags.split(",") if t.strip()]
         if not isinstance(options.tags, list) or not all(isinstance(t, str) for t in options.tags):
@@ -194,15 +205,18 @@ class Router:
                 raise UnknownBackend(str(model), self.backends)
             pinned = model
         routing = self.policy.routing
+        # A per-call answer_value_usd routes this call by the value rule, under which the
+        # floor is a minimum only when given (RoutingConfig.value_floor).
+        value = options.answer_value_usd or routing.answer_value_usd
+        floor = options.quality_floor
+        if floor is None:
+            floor = routing.quality_floor if value is None else routing.value_floor
         limits = Limits(
-            quality_floor=(
-                options.quality_floor
-                if options.quality_floor is not None
-                else routing.quality_floor
-            ),
+            quality_floor=floor,
             expected_output_tokens=routing.expected_output_tokens,
             max_cost_usd=options.max_cost_usd,
             max_latency_ms=options.max_latency_ms,
+            answer_value_usd=value,
         )
         profile = self.predictor.profile(facts.focus_text, facts.focus_ids)
         return select(

@@ -60,17 +60,23 @@ def decide(probs: Array, expected_cost: Array, floor: float) -> NDArray[np.int64
     return np.where(eligible.any(axis=1), cheapest, best).astype(np.int64)
 
 
-def decide_value(probs: Array, expected_cost: Array, price: float) -> NDArray[np.int64]:
+def decide_value(
+    probs: Array, expected_cost: Array, price: float, floor: float = 0.0
+) -> NDArray[np.int64]:
     """Index of the backend maximising ``p - price * expected_cost`` per prompt.
 
     Ties go to the cheaper backend (then the better-predicted): at a price of 0 the
-    best-predicted backend, at a very high price the cheapest.
+    best-predicted backend, at a very high price the cheapest. Only backends with
+    ``p >= floor`` compete; a prompt where none does gets its best-predicted backend, as
+    under the floor rule. The router's value rule is this at ``price = 1 / answer_value_usd``.
     """
-    utility = probs - price * expected_cost
+    eligible = probs >= floor
+    utility = np.where(eligible, probs - price * expected_cost, -np.inf)
     best = utility.max(axis=1, keepdims=True)
-    tied = utility >= best - 1e-12
+    tied = eligible & (utility >= best - 1e-12)
     masked = np.where(tied, expected_cost, np.inf) - 1e-12 * probs
-    return np.argmin(masked, axis=1).astype(np.int64)
+    chosen = np.argmin(masked, axis=1)
+    return np.where(eligible.any(axis=1), chosen, np.argmax(probs, axis=1)).astype(np.int64)
 
 
 def default_prices(
@@ -119,16 +125,22 @@ def sweep(
     floors: Sequence[float],
     progress: Callable[[int], None] | None = None,
     rule: str = "floor",
+    value_floor: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """One operating point per floor (``rule="floor"``) or per price (``rule="value"``)."""
+    """One operating point per floor (``rule="floor"``) or per price (``rule="value"``,
+    where ``value_floor`` is the fixed minimum probability, as the policy's ``quality_floor``
+    is under ``rule: value``)."""
     if rule not in RULES:
         raise ValueError(f"unknown decision rule {rule!r}; expected one of {RULES}")
     rows = np.arange(data.scores.shape[0])
-    pick = decide if rule == "floor" else decide_value
     key = "floor" if rule == "floor" else "price"
     curve = []
     for floor in floors:
-        choice = pick(data.probs, data.expected_cost, floor)
+        choice = (
+            decide(data.probs, data.expected_cost, floor)
+            if rule == "floor"
+            else decide_value(data.probs, data.expected_cost, floor, value_floor)
+        )
         shares = np.bincount(choice, minlength=len(data.backends)) / max(len(choice), 1)
         curve.append(
             {
@@ -161,11 +173,13 @@ def evaluate(
     target_share: float = 0.95,
     reference: str | None = None,
     rule: str = "floor",
+    value_floor: float = 0.0,
 ) -> dict[str, Any]:
     """The full report: router curve and metrics, and the same metrics for the baselines.
 
     ``floors`` are quality floors for ``rule="floor"`` and prices for ``rule="value"``
-    (default: ``default_floors`` / ``default_prices`` of the predictions).
+    (default: ``default_floors`` / ``default_prices`` of the predictions); ``value_floor``
+    is the value rule's fixed minimum probability.
     """
     if floors is None:
         floors = (
@@ -173,7 +187,7 @@ def evaluate(
             if rule == "floor"
             else default_prices(data.probs, data.expected_cost)
         )
-    curve = sweep(data, list(floors), progress, rule)
+    curve = sweep(data, list(floors), progress, rule, value_floor)
     single = {
         b: {"cost": float(data.costs[:, j].mean()), "quality": float(data.scores[:, j].mean())}
         for j, b in enumerate(data.backends)

@@ -6,10 +6,17 @@ import argparse
 import importlib.util
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from llmrouter.brain.dataset import Record
+    from llmrouter.brain.evaluation import EvalMatrix
+    from llmrouter.brain.predictor import LearnedPredictor
+    from llmrouter.policy.schema import BackendConfig, RoutingConfig
+
+__all__ = ["add_parser", "eval_matrix", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="cost-quality curve, AIQ, APGR/CPT and baselines on labelled prompts",
         description=(
-            "Routes every prompt over a sweep of quality_floor with the policy's backends "
-            "(scores keyed by backend name), reads the chosen backend's score and cost "
-            "(costs, else usage x policy prices, else the router's estimate) and compares "
-            "with single backends, random mixing, the zero router and the oracle."
+            "Routes every prompt over a sweep of the policy's decision knob (quality_floor "
+            "under rule: floor; answer_value_usd under rule: value, its quality_floor, when "
+            "written, held as the minimum) with the policy's backends (scores keyed by backend "
+            "name), reads the chosen backend's score and cost (costs, else usage x policy "
+            "prices, else the router's estimate) and compares with single backends, random "
+            "mixing, the zero router and the oracle."
         ),
     )
     parser.add_argument("--policy", required=True, metavar="FILE", help="policy YAML")
@@ -52,11 +61,57 @@ def _calibrations(path: str) -> dict[str, dict[str, float]]:
     raise ValueError(f"{path}: expected a policy or a mapping of backend -> calibration")
 
 
-def run(args: argparse.Namespace) -> int:
+def eval_matrix(
+    records: Sequence[Record],
+    backends: Sequence[BackendConfig],
+    predictor: LearnedPredictor,
+    output_tokens: int,
+    progress: Callable[[int], None] | None = None,
+) -> EvalMatrix:
+    """Scores, realised costs, and the router's own probabilities and cost estimates for
+    records scored on every backend, so a policy's choice here is the router's choice."""
+    import numpy as np
+
     from llmrouter.brain.costs import cost_matrices
-    from llmrouter.brain.dataset import read_jsonl
-    from llmrouter.brain.evaluation import EvalMatrix, default_floors, evaluate
+    from llmrouter.brain.evaluation import EvalMatrix
     from llmrouter.brain.policy_calibration import probability_matrix
+
+    states = predictor.states([r.text for r in records], progress)
+    params = [predictor.params(b) for b in backends]
+    realised, _ = cost_matrices(records, backends, output_tokens)
+    return EvalMatrix(
+        backends=[b.name for b in backends],
+        scores=np.asarray([[r.scores[b.name] for b in backends] for r in records]),
+        costs=realised,
+        expected_cost=_router_estimates(records, backends, output_tokens),
+        probs=probability_matrix(predictor, states, params),
+    )
+
+
+def _router_estimates(
+    records: Sequence[Record], backends: Sequence[BackendConfig], output_tokens: int
+) -> Any:
+    """What ``routing.select`` estimates each prompt costs on each backend: the record's
+    messages (else its prompt as one user message), chat framing tokens included, at the
+    same formula, so that near break-even prices the value rule decides as the router does."""
+    import numpy as np
+
+    from llmrouter.routing import analyze_request
+
+    out = np.zeros((len(records), len(backends)))
+    for i, record in enumerate(records):
+        messages = record.messages or [{"role": "user", "content": record.text}]
+        tokens = analyze_request(messages, {}).prompt_tokens
+        for j, backend in enumerate(backends):
+            price = backend.resolved_price
+            out[i, j] = (
+                tokens * price.input_per_million + output_tokens * price.output_per_million
+            ) / 1_000_000
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmrouter.brain.dataset import read_jsonl
     from llmrouter.brain.predictor import LearnedPredictor
     from llmrouter.brain.progress import progress_bar
     from llmrouter.policy import load_policy
@@ -90,22 +145,10 @@ def run(args: argparse.Namespace) -> int:
     predictor = LearnedPredictor(args.weights)
     show = not args.no_progress
     with progress_bar(len(kept), "prompts", show) as advance:
-        states = predictor.states([r.text for r in kept], advance)
-    params = [predictor.params(b) for b in backends]
-    probs = probability_matrix(predictor, states, params)
-    realised, expected = cost_matrices(kept, backends, policy.routing.expected_output_tokens)
-    import numpy as np
-
-    data = EvalMatrix(
-        backends=names,
-        scores=np.asarray([[r.scores[n] for n in names] for r in kept]),
-        costs=realised,
-        expected_cost=expected,
-        probs=probs,
-    )
-    floors = default_floors(probs)
-    with progress_bar(len(floors), "floors", show) as advance:
-        report = evaluate(data, floors, advance)
+        data = eval_matrix(
+            kept, backends, predictor, policy.routing.expected_output_tokens, advance
+        )
+    report = _evaluate(data, policy.routing, show)
     report["skipped_prompts"] = len(records) - len(kept)
     if args.plot:
         from llmrouter.brain.plot import plot_report
@@ -118,10 +161,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(data: EvalMatrix, routing: RoutingConfig, show: bool) -> dict[str, Any]:
+    """The report over the policy's own knob: floors, or prices = 1 / answer_value_usd."""
+    from llmrouter.brain.evaluation import default_floors, default_prices, evaluate
+    from llmrouter.brain.progress import progress_bar
+
+    worth = routing.answer_value_usd  # set exactly when rule: value (the schema checks)
+    if worth is None:
+        floors = default_floors(data.probs)
+        with progress_bar(len(floors), "floors", show) as advance:
+            return evaluate(data, floors, advance)
+    # The policy's own operating point is on the curve, beside the break-even prices.
+    own = 1.0 / worth
+    prices = sorted({*default_prices(data.probs, data.expected_cost), own})
+    with progress_bar(len(prices), "prices", show) as advance:
+        report = evaluate(data, prices, advance, rule="value", value_floor=routing.value_floor)
+    for point in report["router"]["curve"]:
+        point["answer_value_usd"] = _answer_value(point["price"])
+    report["value_floor"] = routing.value_floor
+    report["policy_point"] = next(p for p in report["router"]["curve"] if p["price"] == own)
+    return report
+
+
+def _answer_value(price: float) -> float | None:
+    """The router's ``answer_value_usd`` for an evaluation price (None: unbounded, price 0)."""
+    return None if price <= 0 else 1.0 / price
+
+
 def _fmt(value: Any, percent: bool = False) -> str:
     if value is None:
         return "not reached"
     return f"{value:.1%}" if percent else f"{value:.4f}"
+
+
+def _knob(setting: float | None, value: bool) -> str:
+    if not value:
+        return f"{setting:.3f}"
+    return "unbounded" if setting is None else f"{setting:.6g}"
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -130,12 +206,23 @@ def _print_table(report: dict[str, Any]) -> None:
         f"reference (best single): {report['reference']}; "
         f"target quality {report['target_quality']:.4f}"
     )
-    print(f"{'floor':>7} {'cost/prompt':>12} {'quality':>8}  shares")
+    value = report["rule"] == "value"
+    knob = "$/good answer" if value else "floor"
+    if value and report["value_floor"] > 0:
+        print(f"rule: value, quality_floor {report['value_floor']:.2f} held as the minimum")
+    print(f"{knob:>13} {'cost/prompt':>12} {'quality':>8}  shares")
     curve = report["router"]["curve"]
     step = max(len(curve) // 12, 1)
     for point in curve[::step]:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in point["shares"].items() if v > 0)
-        print(f"{point['floor']:>7.3f} {point['cost']:>12.6f} {point['quality']:>8.4f}  {shares}")
+        setting = _knob(point["answer_value_usd"] if value else point["floor"], value)
+        print(f"{setting:>13} {point['cost']:>12.6f} {point['quality']:>8.4f}  {shares}")
+    if value:
+        point = report["policy_point"]
+        print(
+            f"policy's answer_value_usd {_knob(point['answer_value_usd'], True)}: cost/prompt "
+            f"{point['cost']:.6f}, quality {point['quality']:.4f}"
+        )
     base = report["baselines"]
     print()
     print(f"{'':<14} {'AIQ':>8} {'cost to 95% of best (share of its cost)':>40}")

@@ -10,7 +10,15 @@ import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "OPENAI_COMPATIBLE_PROVIDERS",
@@ -187,12 +195,45 @@ class BackendConfig(StrictModel):
 
 
 class RoutingConfig(StrictModel):
+    """How a backend is chosen (docs/decision-rule.md).
+
+    ``rule: floor`` (the default) takes the cheapest backend predicted ≥ ``quality_floor``;
+    ``rule: value`` the one maximising ``answer_value_usd`` × p(good answer) − expected cost,
+    with ``quality_floor`` a minimum only when the policy writes it.
+    """
+
+    rule: Literal["floor", "value"] = "floor"
     quality_floor: float = Field(default=0.7, ge=0, le=1)
+    # USD one good answer is worth to you; validated against `rule` below.
+    answer_value_usd: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, validate_default=True
+    )
     reference: str | None = None
     expected_output_tokens: int = Field(default=256, gt=0)
     predictor: Literal["learned", "heuristic"] = "learned"
     predictor_weights: str | None = None  # a `llmrouter train --out` directory; default: shipped
     sticky_conversations: bool = True
+
+    @field_validator("answer_value_usd")
+    @classmethod
+    def _value_knob_matches_rule(cls, value: float | None, info: ValidationInfo) -> float | None:
+        rule = info.data.get("rule")
+        if rule == "value" and value is None:
+            raise ValueError(
+                "rule: value needs answer_value_usd, what one good answer is worth to you "
+                "in USD (e.g. 0.01)"
+            )
+        if rule == "floor" and value is not None:
+            raise ValueError(
+                "answer_value_usd is used only by rule: value; add `rule: value` or remove it"
+            )
+        return value
+
+    @property
+    def value_floor(self) -> float:
+        """The minimum under the value rule: ``quality_floor`` only when the policy wrote it,
+        since its default (0.7) is the floor rule's operating point, not a minimum."""
+        return self.quality_floor if "quality_floor" in self.model_fields_set else 0.0
 
 
 class CircuitBreakerConfig(StrictModel):

@@ -36,6 +36,12 @@ class Decision:
     prompt_tokens: int
     signals: list[tuple[str, float]] = field(default_factory=list)
     pinned: bool = False
+    # The value rule's worth of a good answer (USD); None when the floor rule decided.
+    answer_value_usd: float | None = None
+
+    @property
+    def rule(self) -> str:
+        return "floor" if self.answer_value_usd is None else "value"
 
     def candidate(self, name: str) -> Candidate | None:
         for candidate in self.candidates:
@@ -45,7 +51,8 @@ class Decision:
 
     def fallbacks(self) -> list[str]:
         """Where to go if the chosen backend fails: the next eligible candidates that still
-        clear the floor (or, when the choice itself did not, the next best-predicted)."""
+        clear the floor (or, when the choice itself did not, the next best-predicted), in
+        cost order under the floor rule and expected-value order under the value rule."""
         chosen = self.candidate(self.backend)
         need_floor = chosen is not None and chosen.clears_floor
         return [

@@ -5,6 +5,11 @@
 2. Among the rest, those whose predicted probability of a good answer is at
    least ``quality_floor`` compete on expected cost, ties broken by predicted
    latency. If none clears the floor, the best-predicted one is taken.
+
+The value rule (``answer_value_usd`` set) replaces step 2's "cheapest" with "highest
+``p - cost / answer_value_usd``": how much better a dearer backend is predicted to be is
+weighed against how much dearer it is, instead of reading each noisy probability against
+one line. It is ``brain.evaluation.decide_value`` at ``price = 1 / answer_value_usd``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ class Limits:
     expected_output_tokens: int
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
+    # Set: the value rule, with this worth (USD) of one good answer; None: the floor rule.
+    answer_value_usd: float | None = None
+
+
+# Utilities this close count as equal, as in brain.evaluation.decide_value.
+_TIE = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +87,14 @@ def select(
         candidates.append(candidate)
 
     eligible = [c for c in candidates if c.eligible]
-    passing = sorted(
-        (c for c in eligible if c.clears_floor),
-        key=lambda c: (c.estimated_cost_usd, _latency_key(c)),
-    )
+    value = limits.answer_value_usd
+    if value is None:
+        passing = sorted(
+            (c for c in eligible if c.clears_floor),
+            key=lambda c: (c.estimated_cost_usd, _latency_key(c)),
+        )
+    else:
+        passing = _by_value([c for c in eligible if c.clears_floor], 1.0 / value)
     failing = sorted(
         (c for c in eligible if not c.clears_floor),
         key=lambda c: (-c.predicted_quality, c.estimated_cost_usd),
@@ -88,6 +103,8 @@ def select(
     ranked = passing + failing + excluded
 
     staying = next((c for c in passing if sticky and c.name == sticky.backend), None)
+    if staying is not None and value is not None:
+        staying = _stays_under_value(staying, passing[0])
     if pinned is not None:
         chosen = next(c for c in candidates if c.name == pinned)
         if chosen.excluded_reason and chosen.excluded_reason.startswith("context window"):
@@ -102,12 +119,16 @@ def select(
         reason = (
             f"conversation stays on {chosen.name}: still predicted ≥ {limits.quality_floor:.2f} "
             f"(p={chosen.predicted_quality:.2f}); switching would forfeit its prompt cache"
+            if value is None
+            else _value_stay_reason(chosen, passing[0])
         )
     elif passing:
         chosen = passing[0]
         reason = (
             f"cheapest of {len(passing)} backend(s) predicted ≥ {limits.quality_floor:.2f} "
             f"(p={chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f})"
+            if value is None
+            else _value_reason(chosen, len(passing), value, limits.quality_floor)
         )
     elif failing:
         chosen = failing[0]
@@ -127,11 +148,59 @@ def select(
         prompt_tokens=facts.prompt_tokens,
         signals=list(profile.signals),
         pinned=pinned is not None,
+        answer_value_usd=value,
     )
 
 
 def _latency_key(candidate: Candidate) -> float:
     return candidate.predicted_latency_ms if candidate.predicted_latency_ms is not None else 0.0
+
+
+def _by_value(passing: list[Candidate], price: float) -> list[Candidate]:
+    """Best ``p - price * cost`` first; near-equal utilities go to the cheaper backend, then
+    the better-predicted, then the faster (the evaluation's ``decide_value`` tie rule)."""
+    if not passing:
+        return passing
+    utility = {c.name: c.predicted_quality - price * c.estimated_cost_usd for c in passing}
+    best = max(utility.values())
+
+    def key(c: Candidate) -> tuple[bool, float, float, float, float]:
+        tied = utility[c.name] >= best - _TIE
+        return (
+            not tied,
+            0.0 if tied else -utility[c.name],
+            c.estimated_cost_usd,
+            -c.predicted_quality,
+            _latency_key(c),
+        )
+
+    return sorted(passing, key=key)
+
+
+def _stays_under_value(staying: Candidate, top: Candidate) -> Candidate | None:
+    """The conversation stays unless the value rule's pick is predicted better: moving to a
+    cheaper backend would forfeit the prompt cache; moving up is what this turn asks for."""
+    if staying is top:
+        return None  # chosen on its own merit; the reason says so
+    return staying if staying.predicted_quality >= top.predicted_quality else None
+
+
+def _value_reason(chosen: Candidate, count: int, value: float, floor: float) -> str:
+    among = f"{count} backend(s)" + (f" predicted ≥ {floor:.2f}" if floor > 0 else "")
+    gain = value * chosen.predicted_quality - chosen.estimated_cost_usd
+    return (
+        f"best expected value of {among} at ${value:g} per good answer: "
+        f"p={chosen.predicted_quality:.2f} × ${value:g} − est. ${chosen.estimated_cost_usd:.6f} "
+        f"= ${gain:.6f}"
+    )
+
+
+def _value_stay_reason(chosen: Candidate, top: Candidate) -> str:
+    return (
+        f"conversation stays on {chosen.name} (p={chosen.predicted_quality:.2f}): the best "
+        f"expected value, {top.name} (p={top.predicted_quality:.2f}), is not predicted better; "
+        f"switching would forfeit its prompt cache"
+    )
 
 
 def _exclusion(

@@ -1,0 +1,340 @@
+"""The value rule (``routing.rule: value``): argmax of p − cost / answer_value_usd.
+
+A table predictor fixes each backend's probability, so every expected choice below can be
+worked out by hand: for the greeting (~14 prompt tokens, 256 expected output tokens) the
+estimated costs are about $0.0001 (cheap), $0.001 (mid) and $0.01 (strong).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from llmrouter import InvalidRequest, PolicyError, Router
+from llmrouter.policy import parse_policy
+from llmrouter.policy.schema import BackendConfig, RoutingConfig
+from llmrouter.routing.predictor import PromptProfile
+
+from conftest import PolicyFactory
+
+GREETING = [{"role": "user", "content": "Hi! How are you?"}]
+URL = "http://127.0.0.1:9/v1"
+PROBS = {"cheap": 0.60, "mid": 0.80, "strong": 0.90}
+
+
+class Table:
+    """A predictor that gives each backend a fixed probability, whatever the prompt."""
+
+    def profile(self, text: str, token_ids: Sequence[int]) -> PromptProfile:
+        return PromptProfile(complexity=0.5)
+
+    def probability(self, profile: PromptProfile, backend: BackendConfig) -> float:
+        return PROBS[backend.name]
+
+
+def backends(**overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [("cheap", 0.1, 0.4, ["tools"]), ("mid", 1.0, 4.0, ["tools"]), ("strong", 10, 40, [])]
+    out = []
+    for name, rate_in, rate_out, capabilities in rows:
+        backend = {
+            "name": name,
+            "provider": "openai-compatible",
+            "base_url": URL,
+            "model": f"{name}-model",
+            "price": {"input_per_million": rate_in, "output_per_million": rate_out},
+            "context_window": 8192,
+            "capabilities": capabilities,
+        }
+        backend.update(overrides.get(name, {}))
+        out.append(backend)
+    return out
+
+
+@pytest.fixture
+def make_router(make_policy: PolicyFactory) -> Any:
+    def factory(routing: dict[str, Any], **overrides: dict[str, Any]) -> Router:
+        return Router(make_policy(backends(**overrides), routing=routing), predictor=Table())
+
+    return factory
+
+
+def value_policy(worth: float, **extra: Any) -> dict[str, Any]:
+    return {"rule": "value", "answer_value_usd": worth, **extra}
+
+
+@pytest.mark.parametrize(("worth", "expected"), [(0.001, "cheap"), (0.01, "mid"), (1.0, "strong")])
+def test_value_rule_picks_the_best_expected_value(
+    make_router: Any, worth: float, expected: str
+) -> None:
+    decision = make_router(value_policy(worth)).route(GREETING)
+    assert decision.backend == expected
+    assert decision.rule == "value" and decision.answer_value_usd == worth
+    utility = {
+        c.name: worth * c.predicted_quality - c.estimated_cost_usd for c in decision.candidates
+    }
+    assert decision.backend == max(utility, key=utility.__getitem__)
+    assert f"${worth:g} per good answer" in decision.reason
+    assert "best expected value of 3 backend(s)" in decision.reason
+
+
+def test_fallbacks_follow_expected_value(make_router: Any) -> None:
+    # At $0.01: mid 0.0070 > cheap 0.0059 > strong −0.0014.
+    decision = make_router(value_policy(0.01)).route(GREETING)
+    assert decision.backend == "mid"
+    assert decision.fallbacks() == ["cheap", "strong"]
+
+
+def test_the_floor_rule_is_unchanged_by_default(make_router: Any) -> None:
+    router = make_router({})
+    assert router.policy.routing.rule == "floor"
+    decision = router.route(GREETING)
+    assert decision.backend == "mid"  # the cheapest predicted ≥ 0.70
+    assert decision.rule == "floor" and decision.answer_value_usd is None
+    assert decision.quality_floor == 0.7 and "cheapest of 2 backend(s)" in decision.reason
+    assert decision.to_dict()["answer_value_usd"] is None
+
+
+def test_quality_floor_is_a_minimum_under_the_value_rule_when_written(make_router: Any) -> None:
+    # Unwritten, the floor rule's default 0.7 is no minimum: cheap (p=0.60) wins at $0.001.
+    unwritten = make_router(value_policy(0.001)).route(GREETING)
+    assert unwritten.backend == "cheap" and unwritten.quality_floor == 0.0
+    router = make_router(value_policy(0.001, quality_floor=0.7))
+    decision = router.route(GREETING)
+    assert decision.backend == "mid"
+    assert "2 backend(s) predicted ≥ 0.70" in decision.reason
+    assert router.route(GREETING, quality_floor=0.85).backend == "strong"
+    # Nothing clears it: the best-predicted, as under the floor rule.
+    none_clear = router.route(GREETING, quality_floor=0.95)
+    assert none_clear.backend == "strong"
+    assert "no backend predicted ≥ 0.95" in none_clear.reason
+
+
+def test_per_call_answer_value_routes_that_call_by_value(make_router: Any) -> None:
+    router = make_router({})
+    decision = router.route(GREETING, answer_value_usd=0.001)
+    assert decision.backend == "cheap" and decision.rule == "value"
+    assert router.route(GREETING).backend == "mid"
+    # A policy that writes its floor keeps it as the minimum for such calls.
+    written = make_router({"quality_floor": 0.7})
+    assert written.route(GREETING, answer_value_usd=0.001).backend == "mid"
+    # Under a value policy the call's value wins over the policy's.
+    assert make_router(value_policy(0.001)).route(GREETING, answer_value_usd=1).backend == (
+        "strong"
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -1, "0.01", True, float("nan"), float("inf")])
+def test_bad_per_call_answer_value_is_rejected(make_router: Any, bad: object) -> None:
+    with pytest.raises(InvalidRequest, match="answer_value_usd") as info:
+        make_router({}).route(GREETING, answer_value_usd=bad)
+    assert info.value.param == "answer_value_usd"
+
+
+def test_exclusions_apply_before_the_value_rule(make_router: Any) -> None:
+    router = make_router(value_policy(1.0))  # strong, when it may serve
+    capped = router.route(GREETING, max_cost_usd=0.005)
+    assert capped.backend == "mid"
+    assert "max_cost_usd" in (capped.candidate("strong").excluded_reason or "")  # type: ignore[union-attr]
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+    assert router.route(GREETING, tools=tools).backend == "mid"
+    router.latency.observe("strong", ttft_ms=2000, total_ms=6000, completion_tokens=200)
+    assert router.route(GREETING, max_latency_ms=1000).backend == "mid"
+    for _ in range(router.policy.fallback.circuit_breaker.failure_threshold):
+        router.health.record_failure("strong")
+    open_circuit = router.route(GREETING)
+    assert open_circuit.backend == "mid"
+    assert "circuit open" in (open_circuit.candidate("strong").excluded_reason or "")  # type: ignore[union-attr]
+    pinned = router.route(GREETING, model="cheap")
+    assert pinned.backend == "cheap" and pinned.pinned and "pinned" in pinned.reason
+
+
+def test_latency_slo_and_context_window_exclude_under_the_value_rule(make_router: Any) -> None:
+    router = make_router(
+        value_policy(0.001),
+        cheap={"context_window": 64},
+        mid={"latency_slo_ms": 1000},
+    )
+    long_prompt = [{"role": "user", "content": "Tell me about the sea. " * 20}]
+    decision = router.route(long_prompt)
+    assert decision.backend == "mid"  # cheap's window is too small
+    assert (decision.candidate("cheap").excluded_reason or "").startswith("context window")  # type: ignore[union-attr]
+    router.latency.observe("mid", ttft_ms=2000, total_ms=6000, completion_tokens=200)
+    slow = router.route(long_prompt)
+    assert slow.backend == "strong"
+    assert "latency SLO" in (slow.candidate("mid").excluded_reason or "")  # type: ignore[union-attr]
+
+
+def _conversation(router: Router, backend: str) -> list[dict[str, Any]]:
+    reply = {"role": "assistant", "content": "Fine, thanks."}
+    router.conversations.remember(GREETING, reply, backend)
+    return [*GREETING, reply, {"role": "user", "content": "And what is 2 + 2?"}]
+
+
+def test_conversation_stays_unless_the_value_rule_wants_a_better_backend(
+    make_router: Any,
+) -> None:
+    router = make_router(value_policy(0.001))  # the value pick alone is cheap
+    messages = _conversation(router, "mid")
+    decision = router.route(messages)
+    assert decision.backend == "mid"
+    assert decision.reason.startswith("conversation stays on mid")
+    # A turn worth more asks for a better-predicted backend: the conversation moves up.
+    moved = router.route(messages, answer_value_usd=1.0)
+    assert moved.backend == "strong" and "best expected value" in moved.reason
+
+
+@pytest.mark.parametrize(
+    ("routing", "key", "message"),
+    [
+        ("rule: value", "routing.answer_value_usd", "rule: value needs answer_value_usd"),
+        ("answer_value_usd: 0.01", "routing.answer_value_usd", "used only by rule: value"),
+        ("rule: cheapest", "routing.rule", "'floor' or 'value'"),
+        ("rule: value\n  answer_value_usd: -1", "routing.answer_value_usd", "greater than 0"),
+        ("rule: value\n  answer_value_usd: .nan", "routing.answer_value_usd", "finite"),
+        ("rule: value\n  answer_value_usd: lots", "routing.answer_value_usd", "lots"),
+    ],
+)
+def test_policy_errors_name_the_key(routing: str, key: str, message: str) -> None:
+    text = (
+        "backends:\n"
+        "  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m, context_window: 8192}\n"
+        f"routing:\n  {routing}\n"
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    assert info.value.key == key
+    assert message in str(info.value)
+    assert info.value.line is not None and info.value.line >= 3
+
+
+def test_routing_config_defaults_and_value_floor() -> None:
+    default = RoutingConfig()
+    assert default.rule == "floor" and default.answer_value_usd is None
+    assert RoutingConfig(rule="value", answer_value_usd=0.01).value_floor == 0.0
+    written = RoutingConfig(rule="value", answer_value_usd=0.01, quality_floor=0.5)
+    assert written.value_floor == 0.5
+
+
+# --- the router and `llmrouter eval` make the same choice -----------------------------------
+
+TOPICS = [
+    "What colour is the sky on a clear day?",
+    "Translate 'good morning' into French.",
+    "Write a Python function that merges two sorted lists in linear time.",
+    "Compute the integral of x^2 sin(x) from 0 to pi, showing every step.",
+    "Prove that there are infinitely many primes p with p ≡ 3 (mod 4), rigorously.",
+    "Summarise the causes of the First World War in three sentences.",
+    "Derive the closed form of the Fibonacci numbers and prove it by induction.",
+    "Name three fruits that are yellow.",
+]
+
+
+def _learned_setup(make_policy: PolicyFactory, routing: dict[str, Any]) -> tuple[Router, Any]:
+    from llmrouter.brain import LearnedPredictor
+    from llmrouter.brain.dataset import Record
+    from llmrouter.cli.eval import eval_matrix
+
+    ratings = {"cheap": {"quality": 0.3}, "mid": {"quality": 0.6}, "strong": {"quality": 0.9}}
+    router = Router(make_policy(backends(**ratings), routing=routing))
+    assert isinstance(router.predictor, LearnedPredictor)
+    records = [
+        Record(id=f"r{i}", text=f"{topic} (case {i})", scores={"cheap": 0, "mid": 1, "strong": 1})
+        for i, topic in enumerate(TOPICS * 4)
+    ]
+    data = eval_matrix(records, router.policy.backends, router.predictor, 256)
+    return router, data
+
+
+def _worths(data: Any, count: int = 40) -> list[float]:
+    """Values on both sides of, and at, the prompts' break-even prices."""
+    from llmrouter.brain.evaluation import default_prices
+
+    prices = [p for p in default_prices(data.probs, data.expected_cost) if p > 0]
+    step = max(len(prices) // count, 1)
+    picked = prices[::step]
+    between = [(a + b) / 2 for a, b in itertools.pairwise(picked)]
+    return sorted({1.0 / p for p in [*picked, *between, picked[-1] * 2]})
+
+
+@pytest.mark.parametrize("floor", [None, 0.5])
+def test_router_choice_equals_the_evaluation_value_choice(
+    make_policy: PolicyFactory, floor: float | None
+) -> None:
+    from llmrouter.brain.evaluation import decide_value
+
+    extra = {} if floor is None else {"quality_floor": floor}
+    router, data = _learned_setup(make_policy, value_policy(0.01, **extra))
+    texts = [f"{topic} (case {i})" for i, topic in enumerate(TOPICS * 4)]
+    seen: set[str] = set()
+    for worth in _worths(data):
+        index = decide_value(data.probs, data.expected_cost, 1.0 / worth, floor or 0.0)
+        expected = [data.backends[j] for j in index]
+        decisions = [
+            router.route([{"role": "user", "content": t}], answer_value_usd=worth) for t in texts
+        ]
+        assert [d.backend for d in decisions] == expected, worth
+        seen.update(expected)
+    for row, text in enumerate(texts[:3]):
+        decision = router.route([{"role": "user", "content": text}])
+        for j, name in enumerate(data.backends):
+            candidate = decision.candidate(name)
+            assert candidate is not None
+            assert candidate.predicted_quality == pytest.approx(data.probs[row, j], abs=1e-12)
+            assert candidate.estimated_cost_usd == data.expected_cost[row, j]
+    assert seen == {"cheap", "mid", "strong"}  # the sweep reaches every regime
+
+
+def test_eval_cli_sweeps_the_value_knob(
+    make_policy: PolicyFactory, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from llmrouter.cli.main import main
+
+    router, _ = _learned_setup(make_policy, value_policy(0.002))
+    texts = [f"{topic} (case {i})" for i, topic in enumerate(TOPICS * 4)]
+    data = tmp_path / "data.jsonl"
+    rows = [
+        {"id": f"r{i}", "prompt": t, "scores": {"cheap": i % 2, "mid": 1, "strong": 1}}
+        for i, t in enumerate(texts)
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    policy = str(router.policy.source)
+    assert main(["eval", "--policy", policy, "--data", str(data), "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rule"] == "value" and report["value_floor"] == 0.0
+    curve = report["router"]["curve"]
+    assert curve[0]["price"] == 0.0 and curve[0]["answer_value_usd"] is None
+    assert curve[-1]["shares"]["cheap"] == 1.0  # beyond every break-even: the cheapest
+    point = report["policy_point"]
+    assert point["answer_value_usd"] == pytest.approx(0.002)
+    chosen = [router.route([{"role": "user", "content": t}]).backend for t in texts]
+    assert point["shares"] == {n: chosen.count(n) / len(chosen) for n in ("cheap", "mid", "strong")}
+    assert report["router"]["aiq"] > 0
+    assert main(["eval", "--policy", policy, "--data", str(data), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "$/good answer" in table and "unbounded" in table
+    assert "policy's answer_value_usd 0.002" in table
+
+
+def test_decide_value_holds_a_floor_as_the_router_does() -> None:
+    import numpy as np
+
+    from llmrouter.brain.evaluation import decide_value
+
+    probs = np.asarray([[0.6, 0.8, 0.9]])
+    cost = np.asarray([[1e-4, 1e-3, 1e-2]])
+    assert decide_value(probs, cost, 1000.0).tolist() == [0]  # 0.5 > −0.2 > −9.1
+    assert decide_value(probs, cost, 1000.0, floor=0.7).tolist() == [1]
+    assert decide_value(probs, cost, 1000.0, floor=0.95).tolist() == [2]  # none clears: best
+
+
+def test_answer_value_is_a_monotone_knob(make_router: Any) -> None:
+    router = make_router(value_policy(0.01))
+    worths = [0.0001 * 2**k for k in range(16)]
+    chosen = [router.route(GREETING, answer_value_usd=w).backend for w in worths]
+    ranks = [["cheap", "mid", "strong"].index(c) for c in chosen]
+    assert ranks == sorted(ranks) and chosen[0] == "cheap" and chosen[-1] == "strong"
