@@ -36,6 +36,20 @@ def test_route_text_explains(make_policy: PolicyFactory) -> None:
     assert "backend:" in out.stdout and "candidate" in out.stdout
 
 
+def test_route_and_policy_check_show_the_value_rule(make_policy: PolicyFactory) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run("route", "Hi! How are you?", "--policy", str(path), "--answer-value-usd", "1e-12")
+    assert out.returncode == 0, out.stderr
+    assert "rule:        value, $1e-12 per good answer" in out.stdout
+    assert "backend:     small" in out.stdout  # worth nearly nothing: the cheapest
+    valued = make_policy(
+        two_tier("http://127.0.0.1:9/v1"), routing={"rule": "value", "answer_value_usd": 0.01}
+    )
+    out = run("policy", "check", str(valued))
+    assert out.returncode == 0, out.stderr
+    assert "value rule ($0.01 per good answer)" in out.stdout
+
+
 def test_policy_check_summarises(make_policy: PolicyFactory) -> None:
     path = make_policy(two_tier("http://127.0.0.1:9/v1"))
     out = run("policy", "check", str(path))

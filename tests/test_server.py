@@ -131,6 +131,30 @@ def test_knobs_in_headers_and_body(sidecar: Sidecar, scripted: Upstream):
     assert bad.json()["error"]["param"] == "x-llmrouter-quality-floor"
 
 
+def test_the_value_rule_per_request_in_a_header_or_the_body(sidecar: Sidecar, scripted: Upstream):
+    # answer_value_usd switches the call to the expected-value rule: worth nearly nothing,
+    # the cheapest backend wins; worth a fortune, the best-predicted one does.
+    scripted.play()
+    response = httpx.post(
+        f"{sidecar.url}/chat/completions",
+        json=chat_body(),
+        headers={"x-llmrouter-answer-value-usd": "1000000"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-llmrouter-backend"] == "large"
+    response = httpx.post(f"{sidecar.url}/chat/completions", json=chat_body(answer_value_usd=1e-12))
+    assert response.headers["x-llmrouter-backend"] == "small"
+    assert "answer_value_usd" not in scripted.requests[-1]["body"]  # a router knob stays local
+    for headers, body in (
+        ({"x-llmrouter-answer-value-usd": "a lot"}, chat_body()),
+        ({}, chat_body(answer_value_usd="a lot")),
+        ({}, chat_body(answer_value_usd=-1)),
+    ):
+        bad = httpx.post(f"{sidecar.url}/chat/completions", json=body, headers=headers)
+        assert bad.status_code == 400, bad.text
+        assert "answer_value_usd" in bad.json()["error"]["param"].replace("-", "_")
+
+
 def test_openai_parameters_pass_through(client: openai.OpenAI, scripted: Upstream):
     scripted.play()
     tools = [

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..policy.schema import RoutingConfig
 
 _SAMPLES = (
     ("trivial", "Hi! How are you?"),
@@ -44,7 +48,7 @@ def run_check(args: argparse.Namespace) -> int:
     routing = policy.routing
     print()
     print(
-        f"quality floor {routing.quality_floor:.2f}; reference {policy.reference_backend.name}; "
+        f"{_rule(routing)}; reference {policy.reference_backend.name}; "
         f"expected output {routing.expected_output_tokens} tokens; "
         f"fallback {'on' if policy.fallback.enabled else 'off'} "
         f"({policy.fallback.retries} retries, up to {policy.fallback.max_backends} backends)"
@@ -62,3 +66,10 @@ def run_check(args: argparse.Namespace) -> int:
         decision = router.route([{"role": "user", "content": prompt}])
         print(f"  {label:<8} → {decision.backend:<18} {decision.reason}")
     return 0
+
+
+def _rule(routing: RoutingConfig) -> str:
+    if routing.rule == "floor":
+        return f"quality floor {routing.quality_floor:.2f}"
+    floor = f", floor {routing.value_floor:.2f}" if routing.value_floor > 0 else ""
+    return f"value rule (${routing.answer_value_usd:g} per good answer{floor})"

@@ -25,6 +25,7 @@ _ERROR = {
 
 _KNOBS: dict[str, Any] = {
     "quality_floor": {"type": "number", "minimum": 0, "maximum": 1},
+    "answer_value_usd": {"type": "number", "exclusiveMinimum": 0},
     "max_cost_usd": {"type": "number", "exclusiveMinimum": 0},
     "max_latency_ms": {"type": "number", "exclusiveMinimum": 0},
     "tags": {"type": "array", "items": {"type": "string", "maxLength": 32}, "maxItems": 4},
@@ -33,6 +34,7 @@ _KNOBS: dict[str, Any] = {
 
 _HEADER_KNOBS = [
     {"name": "x-llmrouter-quality-floor", "in": "header", "schema": {"type": "string"}},
+    {"name": "x-llmrouter-answer-value-usd", "in": "header", "schema": {"type": "string"}},
     {"name": "x-llmrouter-max-cost-usd", "in": "header", "schema": {"type": "string"}},
     {"name": "x-llmrouter-max-latency-ms", "in": "header", "schema": {"type": "string"}},
     {"name": "x-llmrouter-user", "in": "header", "schema": {"type": "string"}},

@@ -30,13 +30,14 @@ __all__ = [
 # Header → router option. Body fields of the same (underscored) name win over headers.
 KNOB_HEADERS: dict[str, str] = {
     "x-llmrouter-quality-floor": "quality_floor",
+    "x-llmrouter-answer-value-usd": "answer_value_usd",
     "x-llmrouter-max-cost-usd": "max_cost_usd",
     "x-llmrouter-max-latency-ms": "max_latency_ms",
     "x-llmrouter-user": "user",
     "x-llmrouter-tags": "tags",
     "x-llmrouter-cache": "cache",
 }
-_NUMBER_KNOBS = frozenset({"quality_floor", "max_cost_usd", "max_latency_ms"})
+_NUMBER_KNOBS = frozenset({"quality_floor", "answer_value_usd", "max_cost_usd", "max_latency_ms"})
 
 
 def _is_number(value: Any) -> bool:
@@ -76,6 +77,7 @@ _PARAM_CHECKS: dict[str, tuple[Any, str]] = {
     "logit_bias": (lambda v: isinstance(v, dict), "an object"),
     "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
     "quality_floor": (_is_number, "a number in [0, 1]"),
+    "answer_value_usd": (_is_number, "a positive number"),
     "max_cost_usd": (_is_number, "a positive number"),
     "max_latency_ms": (_is_number, "a positive number"),
     "tags": (_is_str_or_str_list, "a list of strings"),
