@@ -260,6 +260,63 @@ def test_a_key_put_before_a_rebuild_is_added_to_the_new_filter(
     cache.close()
 
 
+def test_an_answer_stored_while_the_filter_is_rebuilt_is_in_the_new_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Put and stored after the rebuild's scan began, before it published the filter: the
+    scan cannot see the row and the writer saw no new generation; the rebuild's own
+    catch-up must add it (it does not skip this process's rows)."""
+    import llmrouter.cache.index as index_module
+
+    cache = ExactCache(tmp_path, ttl_s=None)
+    for n in range(5):
+        cache.put(f"old-{n}", answer(n))
+    cache.flush()
+    assert cache.indexed.wait(5)
+    index = cache._index
+    index.stop()  # the rebuild is driven by hand below, as the thread runs it
+    stored: list[bool] = []
+
+    class FilterStoringMeanwhile(KeyFilter):
+        def add(self, key: str) -> None:
+            if not stored:  # the scan's first row: meanwhile an answer is put and written
+                stored.append(True)
+                writer = threading.Thread(
+                    target=lambda: (cache.put("new", answer(9)), cache.flush())
+                )
+                writer.start()
+                writer.join()
+            super().add(key)
+
+    monkeypatch.setattr(index_module, "KeyFilter", FilterStoringMeanwhile)
+    connection = sqlite3.connect(index._db_path)
+    index._rebuild(connection)
+    connection.close()
+    assert stored and cache._pending.get("new") is None  # on disk, no longer pending
+    assert cache.get("new") == answer(9)
+    cache.close()
+
+
+def test_a_rebuild_published_during_a_put_gets_the_key_again(tmp_path: Path) -> None:
+    """The put added the key to the old filter; the writer must add it to the new one."""
+    cache = ExactCache(tmp_path, ttl_s=None)
+    assert cache.indexed.wait(5)
+    index = cache._index
+    add = index.add
+
+    def add_then_rebuild(key: str) -> None:
+        add(key)  # into the filter being replaced
+        index.filter = KeyFilter()
+        index.generation += 1
+
+    index.add = add_then_rebuild  # type: ignore[method-assign]
+    cache.put("raced", answer(1))
+    index.add = add  # type: ignore[method-assign]
+    cache.flush()
+    assert index.filter is not None and "raced" in index.filter
+    cache.close()
+
+
 def test_the_size_limit_holds_for_short_lived_processes(tmp_path: Path) -> None:
     big = {"id": "x", "text": "y" * 20_000}
     for run in range(4):  # each "process" stores ~2 MB and closes within a second

@@ -148,10 +148,13 @@ class ExactCache:
             self._dropping = True
             return
         self._dropping = False
+        # The generation before the add: a rebuild published in between makes the writer
+        # add the key again (a rebuild sets the filter first, then the generation).
+        generation = self._index.generation
         self._index.add(key)
         with self._lock:
             self._pending[key] = value
-        self._buffer.put((key, value, self._index.generation))
+        self._buffer.put((key, value, generation))
         if self._writer is None:
             with self._lock:
                 if self._writer is None:

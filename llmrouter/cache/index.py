@@ -140,15 +140,22 @@ class KeyIndex:
         self.filter = fresh
         self.generation += 1
         # Rows stored while the filter was built (and puts made meanwhile, which went to the
-        # old filter) are newer: add them now.
-        self._catch_up(connection, fresh)
+        # old filter) are newer: add them now, this process's own too (the scan may have
+        # missed a row its writer stored after the put saw the old generation).
+        self._catch_up(connection, fresh, skip_own=False)
 
-    def _catch_up(self, connection: sqlite3.Connection, known: KeyFilter) -> None:
+    def _catch_up(
+        self, connection: sqlite3.Connection, known: KeyFilter, skip_own: bool = True
+    ) -> None:
         """Add the rows other processes stored (or stored again) since the last look."""
         (newest,) = connection.execute("SELECT MAX(store_time) FROM Cache").fetchone()
-        rows = connection.execute(
-            "SELECT key FROM Cache WHERE store_time >= ? AND tag IS NOT ?",
-            (self._newest - _OVERLAP_S, self.tag),
+        since = self._newest - _OVERLAP_S
+        rows = (
+            connection.execute(
+                "SELECT key FROM Cache WHERE store_time >= ? AND tag IS NOT ?", (since, self.tag)
+            )
+            if skip_own
+            else connection.execute("SELECT key FROM Cache WHERE store_time >= ?", (since,))
         ).fetchall()
         for (key,) in rows:
             if isinstance(key, str):
