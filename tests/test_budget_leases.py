@@ -13,7 +13,7 @@ import redis
 from services import fresh_redis
 
 from llmrouter import BudgetExceeded
-from llmrouter.budgets import Budgets, RedisCounters
+from llmrouter.budgets import Budgets, Hold, RedisCounters
 from llmrouter.budgets.counters import NANOS
 from llmrouter.budgets.leases import lease_key
 from llmrouter.policy.schema import BudgetConfig
@@ -256,3 +256,86 @@ def test_redis_down_refuses_once_the_pools_are_empty(shared: tuple[str, str]) ->
         for _ in range(10_000):
             budgets.reserve(0.01)
     counters._settlements.stop().done.wait(5)  # no close: Redis is "down"
+
+
+def by_hand(
+    url: str, prefix: str, config: BudgetConfig, replica: str
+) -> tuple[Budgets, RedisCounters]:
+    """A replica whose settling thread is stopped: the test runs each sync round itself."""
+    budgets = leased(url, prefix, [config], replica)
+    counters = budgets.counters
+    assert isinstance(counters, RedisCounters) and counters.pools is not None
+    counters._settlements.stop().done.wait(5)
+    return budgets, counters
+
+
+@pytest.mark.parametrize("fault", ["calls_meanwhile", "reply_lost", "not_run"])
+def test_a_pool_given_back_is_never_spent_or_given_back_twice(
+    shared: tuple[str, str], fault: str
+) -> None:
+    """A pool shrinks to nothing (a large call makes it too small to keep) and is given back.
+    While the give-back is in flight, calls must not spend it; if its reply is lost (or the
+    script fails), the next round must not give it back again. Then another replica takes
+    all the room Redis shows: the hard limit still holds."""
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=1.0, period="total")
+    (budgets_a, a), (budgets_b, b) = (by_hand(url, prefix, config, r) for r in "ab")
+    key = f"{prefix}:budget:g:*:all"
+    granted = 0
+
+    def take(budgets: Budgets, usd: float) -> Hold:
+        nonlocal granted
+        hold = budgets.reserve(usd)
+        assert hold is not None
+        granted += hold.reserved  # never settled: each call costs its worst case
+        return hold
+
+    assert take(budgets_a, 0.001).cells is None  # no pool yet: reserved alone, pool asked for
+    a._sync_pools()
+    assert a.pools is not None
+    pool = a.pools._pools[key]
+    assert -pool.cell[0] == 16 * 1_000_000  # a pool of 16 calls
+    take(budgets_a, 0.5)  # too large for the pool: the pool is no longer worth keeping
+    real = a._lease_script
+    during: list[int] = []
+    faults = [fault]  # the first give-back only
+    client = redis.Redis.from_url(url)
+
+    def script(keys: list[str], args: list[object]) -> object:
+        want = int(args[4])  # type: ignore[call-overload]
+        if want >= 0 or not faults:
+            return real(keys=keys, args=args)
+        faults.clear()
+        if fault == "calls_meanwhile":  # the round trip is in flight: calls keep coming
+            while take(budgets_a, 0.001).cells is not None:
+                during.append(1)
+            return real(keys=keys, args=args)
+        if fault == "reply_lost":
+            real(keys=keys, args=args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    def fill() -> None:
+        """Another replica takes all the room Redis shows."""
+        while True:
+            try:
+                take(budgets_b, 0.001)
+            except BudgetExceeded:
+                return
+            b._sync_pools()  # its pools refill from whatever room is left
+
+    a._lease_script = script  # type: ignore[assignment]
+    a._sync_pools()
+    fill()
+    a._sync_pools()  # the next round (after a failure: gives nothing back again)
+    fill()
+    a._lease_script = real  # type: ignore[assignment]
+    a._sync_pools()
+    b._sync_pools()
+    assert granted <= NANOS  # the limit holds
+    assert not during  # nothing was taken from a pool being given back
+    assert pool.cell[0] == 0
+    stranded = 16 * 1_000_000 if fault == "not_run" else 0  # stays counted: refusing side
+    assert granted == NANOS - stranded  # and nothing else is lost
+    leases = sum(int(value.split(b":")[0]) for value in client.hvals(lease_key(key)))
+    assert int(client.get(key) or 0) + leases <= NANOS
+    client.close()

@@ -234,6 +234,8 @@ class Pools:
                 if forget:
                     pool.cell[1] = _CLOSED  # no more calls from the pool
                     pool.target = 0
+                    if owed < 0:
+                        pool.cell[0] = 0  # given back (as below: never twice)
                     if owed or pool.lease:
                         scripts.append((pool, owed, max(owed, 0), 0))
                     del self._pools[key]
@@ -247,6 +249,12 @@ class Pools:
                 if owed > 0 and want < owed:
                     want = owed
                 renew = pool.lease > 0 and now - pool.renewed > self.ttl_s / 3
+                if want < 0:
+                    # A give-back leaves the pool now, under the lock: calls cannot spend it
+                    # while the script is in flight, and whatever becomes of the script (run,
+                    # failed, or run with its reply lost) it is never given back twice. If
+                    # the script did not run, it stays counted in Redis: the refusing side.
+                    pool.cell[0] -= want
                 if want or renew or pool.lease > pool.target or pool.lease < pool.target // 2:
                     scripts.append((pool, want, max(owed, 0), pool.target))
                     pool.renewed = now
@@ -276,11 +284,14 @@ class Pools:
 
     def applied(self, scripts: list[tuple[Pool, int, int, int]], reply: Sequence[Any]) -> None:
         """Take what the script moved into each counter off its cell (calls kept adding to
-        the cells meanwhile), and note what it saw."""
+        the cells meanwhile), and note what it saw. A hard pool's give-back already left its
+        cell in :meth:`plan`."""
         with self.lock:
-            for index, (pool, _, _, _) in enumerate(scripts):
+            for index, (pool, want, _, _) in enumerate(scripts):
                 at = 1 + 3 * index
                 added, lease, seen = int(reply[at]), int(reply[at + 1]), int(reply[at + 2])
+                if pool.hard and want < 0:
+                    added -= want  # a give-back (want < 0) is added in full: now 0
                 pool.cell[0] -= added
                 pool.lease = lease
                 pool.seen = seen

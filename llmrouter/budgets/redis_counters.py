@@ -74,6 +74,12 @@ class RedisCounters:
     dropped: the counters then err on the side of refusing). Settlements are summed per
     counter before they are sent, so a busy replica sends one INCRBY per counter every
     ``settle_s``, not one per call.
+
+    ``client`` must not retry commands on its own: a script or INCRBY re-sent after a
+    timeout may run twice (a pool given back twice could let a hard limit be crossed). In
+    redis-py 8.1, ``redis.Redis.from_url`` (what :mod:`llmrouter.shared.state` uses) does
+    not retry; ``redis.Redis(host=...)`` retries 10 times unless given
+    ``retry=Retry(NoBackoff(), 0)``. A client that retries is logged at start.
     """
 
     def __init__(
@@ -86,6 +92,13 @@ class RedisCounters:
         replica: str | None = None,
     ) -> None:
         self._client = client
+        retry = client.get_retry() if hasattr(client, "get_retry") else None
+        if retry is not None and retry.get_retries() > 0:
+            log.warning(
+                "budgets: the Redis client retries commands (%d times): a budget script "
+                "re-sent after a timeout may run twice; give it no retries",
+                retry.get_retries(),
+            )
         self._script = client.register_script(_RESERVE)
         self._lease_script = client.register_script(LEASE_SCRIPT)
         # With leases (see :mod:`.leases`), calls spend from in-memory pools refilled by
@@ -337,9 +350,13 @@ class RedisCounters:
         try:
             reply = self._lease_script(keys=keys, args=args)
         except _REDIS_ERRORS as exc:
-            # Taken as nothing moved: the pools drain and calls then reserve alone (refused
-            # while Redis is down). Had the script run and only its reply been lost, what it
-            # added is added again next time: counters too high, on the refusing side.
+            # Taken as nothing moved, except for give-backs: the pools drain and calls then
+            # reserve alone (refused while Redis is down). Had the script run and only its
+            # reply been lost, a refill or a debt is added again next time (counters too
+            # high: the refusing side), and a give-back is not sent again (it left its pool
+            # in plan()): if the script did not run, the budget it returned stays counted in
+            # Redis, also on the refusing side. Never sent twice, and never retried by the
+            # client (see the class docstring): giving back twice could cross a hard limit.
             now = time.monotonic()
             if now - self._sync_logged >= 60:  # every 50 ms while Redis is down: once a minute
                 self._sync_logged = now
