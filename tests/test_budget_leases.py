@@ -134,10 +134,16 @@ def test_async_callers_of_two_replicas_stay_within_a_hard_budget(
 
 
 def test_a_crashed_replicas_lease_is_reclaimed(shared: tuple[str, str]) -> None:
+    """A replica dies holding a lease while another keeps renewing its own in the same hash
+    (so the hash itself never expires): the dead replica's field is deleted once its expiry
+    passes, and the room it held is usable again."""
     url, prefix = shared
     config = BudgetConfig(name="g", limit_usd=1.0, period="total")
     crashed = leased(url, prefix, [config], "crashed", ttl_s=0.5)
     wait_for_pools(crashed, 0.001)
+    # Renews every ~0.17 s; settling every 50 ms, its idle pool is kept for seconds.
+    live = leased(url, prefix, [config], "live", ttl_s=0.5, settle_s=0.05)
+    wait_for_pools(live, 0.001)
     client = redis.Redis.from_url(url)
     key = f"{prefix}:budget:g:*:all"
     assert client.hget(lease_key(key), "crashed") is not None  # a lease held in reserve
@@ -145,14 +151,20 @@ def test_a_crashed_replicas_lease_is_reclaimed(shared: tuple[str, str]) -> None:
     counters = crashed.counters
     assert isinstance(counters, RedisCounters)
     counters._settlements.stop().done.wait(5)
-    pool_in_counter = int(client.get(key) or 0)  # its pool (unspent) stays counted
+    crashed_at = time.monotonic()
+    assert client.hget(lease_key(key), "crashed") is not None
+    deadline = crashed_at + 2
+    while client.hget(lease_key(key), "crashed") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.hget(lease_key(key), "crashed") is None  # reclaimed by live's renewals
+    assert client.hget(lease_key(key), "live") is not None  # while the hash lives on
+    live.close()  # gives its pool and lease back
+    pool_in_counter = int(client.get(key) or 0)  # the dead replica's pool stays counted
     assert pool_in_counter > 0
-    time.sleep(0.6)
     survivor = leased(url, prefix, [config], "survivor")
     room = NANOS - pool_in_counter  # everything but the dead replica's pool
     hold = survivor.reserve(room / NANOS)  # refused if the dead lease still counted
     assert hold is not None
-    assert client.hget(lease_key(key), "crashed") is None  # reclaimed
     with pytest.raises(BudgetExceeded):
         survivor.reserve(1e-9)
     survivor.close()
