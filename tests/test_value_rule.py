@@ -232,20 +232,53 @@ TOPICS = [
 ]
 
 
-def _learned_setup(make_policy: PolicyFactory, routing: dict[str, Any]) -> tuple[Router, Any]:
-    from llmrouter.brain import LearnedPredictor
+SYSTEM = (
+    "You are a meticulous mathematician. Prove every claim rigorously, derive each integral "
+    "step by step, and check the proof by induction."
+)
+
+
+def _eval_records() -> list[Any]:
+    """Bare prompts, prompts under a system message, and multi-turn conversations: the
+    router judges the last user message, so must the evaluation."""
     from llmrouter.brain.dataset import Record
+
+    scores = {"cheap": 0, "mid": 1, "strong": 1}
+    records = [
+        Record(id=f"r{i}", text=f"{topic} (case {i})", scores=scores)
+        for i, topic in enumerate(TOPICS * 4)
+    ]
+    for i, topic in enumerate(TOPICS):
+        conversations = [
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": topic}],
+            [
+                {"role": "user", "content": TOPICS[(i + 3) % len(TOPICS)]},
+                {"role": "assistant", "content": "Here is a careful answer. " * 5},
+                {"role": "user", "content": topic},
+            ],
+        ]
+        for k, messages in enumerate(conversations):
+            text = "\n".join(m["content"] for m in messages)
+            records.append(Record(id=f"m{i}-{k}", text=text, scores=scores, messages=messages))
+    return records
+
+
+def _messages(record: Any) -> list[dict[str, Any]]:
+    return record.messages or [{"role": "user", "content": record.text}]
+
+
+def _learned_setup(
+    make_policy: PolicyFactory, routing: dict[str, Any]
+) -> tuple[Router, Any, list[Any]]:
+    from llmrouter.brain import LearnedPredictor
     from llmrouter.cli.eval import eval_matrix
 
     ratings = {"cheap": {"quality": 0.3}, "mid": {"quality": 0.6}, "strong": {"quality": 0.9}}
     router = Router(make_policy(backends(**ratings), routing=routing))
     assert isinstance(router.predictor, LearnedPredictor)
-    records = [
-        Record(id=f"r{i}", text=f"{topic} (case {i})", scores={"cheap": 0, "mid": 1, "strong": 1})
-        for i, topic in enumerate(TOPICS * 4)
-    ]
+    records = _eval_records()
     data = eval_matrix(records, router.policy.backends, router.predictor, 256)
-    return router, data
+    return router, data, records
 
 
 def _worths(data: Any, count: int = 40) -> list[float]:
@@ -266,19 +299,16 @@ def test_router_choice_equals_the_evaluation_value_choice(
     from llmrouter.brain.evaluation import decide_value
 
     extra = {} if floor is None else {"quality_floor": floor}
-    router, data = _learned_setup(make_policy, value_policy(0.01, **extra))
-    texts = [f"{topic} (case {i})" for i, topic in enumerate(TOPICS * 4)]
+    router, data, records = _learned_setup(make_policy, value_policy(0.01, **extra))
     seen: set[str] = set()
     for worth in _worths(data):
         index = decide_value(data.probs, data.expected_cost, 1.0 / worth, floor or 0.0)
         expected = [data.backends[j] for j in index]
-        decisions = [
-            router.route([{"role": "user", "content": t}], answer_value_usd=worth) for t in texts
-        ]
+        decisions = [router.route(_messages(r), answer_value_usd=worth) for r in records]
         assert [d.backend for d in decisions] == expected, worth
         seen.update(expected)
-    for row, text in enumerate(texts[:3]):
-        decision = router.route([{"role": "user", "content": text}])
+    for row, record in enumerate(records):
+        decision = router.route(_messages(record))
         for j, name in enumerate(data.backends):
             candidate = decision.candidate(name)
             assert candidate is not None
@@ -294,7 +324,7 @@ def test_eval_cli_sweeps_the_value_knob(
 
     from llmrouter.cli.main import main
 
-    router, _ = _learned_setup(make_policy, value_policy(0.002))
+    router, _, _ = _learned_setup(make_policy, value_policy(0.002))
     texts = [f"{topic} (case {i})" for i, topic in enumerate(TOPICS * 4)]
     data = tmp_path / "data.jsonl"
     rows = [
@@ -338,3 +368,57 @@ def test_answer_value_is_a_monotone_knob(make_router: Any) -> None:
     chosen = [router.route(GREETING, answer_value_usd=w).backend for w in worths]
     ranks = [["cheap", "mid", "strong"].index(c) for c in chosen]
     assert ranks == sorted(ranks) and chosen[0] == "cheap" and chosen[-1] == "strong"
+
+
+def _eval_cli_point(
+    policy: str, records: list[Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    import json
+
+    from llmrouter.cli.main import main
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r.to_json()) for r in records) + "\n")
+    assert main(["eval", "--policy", policy, "--data", str(data), "--json", "--no-progress"]) == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
+
+
+@pytest.mark.parametrize("predictor", ["weights", "heuristic"])
+def test_eval_cli_uses_the_policys_predictor(
+    make_policy: PolicyFactory,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    predictor: str,
+) -> None:
+    """`llmrouter eval` predicts with what the router would: the policy's predictor_weights,
+    or the heuristic predictor, not the shipped weights."""
+    from llmrouter.brain.model import DEFAULT_WEIGHTS, BrainWeights
+
+    if predictor == "weights":
+        weights = BrainWeights.load(DEFAULT_WEIGHTS)
+        weights.bias[0] += 3.0  # harder prompts everywhere: other choices than shipped
+        stem = weights.save(tmp_path / "weights" / "default")
+        routing = value_policy(0.01, predictor_weights=str(stem))
+    else:
+        routing = value_policy(0.01, predictor="heuristic")
+    ratings = {"cheap": {"quality": 0.3}, "mid": {"quality": 0.6}, "strong": {"quality": 0.9}}
+    router = Router(make_policy(backends(**ratings), routing=routing))
+    records = _eval_records()
+    point = _eval_cli_point(str(router.policy.source), records, tmp_path, capsys)["policy_point"]
+    chosen = [router.route(_messages(r)).backend for r in records]
+    shares = {n: chosen.count(n) / len(chosen) for n in ("cheap", "mid", "strong")}
+    assert point["shares"] == pytest.approx(shares, abs=1e-6)
+
+
+def test_eval_cli_refuses_weights_for_the_heuristic_predictor(
+    make_policy: PolicyFactory, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmrouter.cli.main import main
+
+    router = Router(make_policy(backends(), routing={"predictor": "heuristic"}))
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"id": "a", "prompt": "hi", "scores": {"cheap": 1, "mid": 1, "strong": 1}}\n')
+    args = ["eval", "--policy", str(router.policy.source), "--data", str(data), "--no-progress"]
+    assert main([*args, "--weights", "somewhere"]) == 2
+    assert "predictor: heuristic" in capsys.readouterr().err

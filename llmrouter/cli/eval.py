@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmrouter.brain.dataset import Record
     from llmrouter.brain.evaluation import EvalMatrix
-    from llmrouter.brain.predictor import LearnedPredictor
-    from llmrouter.policy.schema import BackendConfig, RoutingConfig
+    from llmrouter.policy.schema import BackendConfig, Policy, RoutingConfig
+    from llmrouter.routing import QualityPredictor
 
 __all__ = ["add_parser", "eval_matrix", "run"]
 
@@ -39,7 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="a calibrated policy (from `llmrouter calibrate`) whose calibration blocks to use",
     )
-    parser.add_argument("--weights", metavar="PATH", help="brain weights (default: shipped)")
+    parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="brain weights (default: the policy's routing.predictor_weights, else shipped); "
+        "not with predictor: heuristic",
+    )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--plot", metavar="PNG", help="write the cost-quality plot (matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -64,55 +69,62 @@ def _calibrations(path: str) -> dict[str, dict[str, float]]:
 def eval_matrix(
     records: Sequence[Record],
     backends: Sequence[BackendConfig],
-    predictor: LearnedPredictor,
+    predictor: QualityPredictor,
     output_tokens: int,
     progress: Callable[[int], None] | None = None,
 ) -> EvalMatrix:
     """Scores, realised costs, and the router's own probabilities and cost estimates for
-    records scored on every backend, so a policy's choice here is the router's choice."""
+    records scored on every backend, so a policy's choice here is the router's choice.
+
+    Each record is read as the router reads a request (``routing.analyze_request`` of its
+    messages, else its prompt as one user message): the predictor judges the last user
+    message (``focus_text``) and the estimate counts every message with chat framing."""
     import numpy as np
 
     from llmrouter.brain.costs import cost_matrices
     from llmrouter.brain.evaluation import EvalMatrix
-    from llmrouter.brain.policy_calibration import probability_matrix
+    from llmrouter.routing import analyze_request
+    from llmrouter.routing.selector import estimated_cost_usd
 
-    states = predictor.states([r.text for r in records], progress)
-    params = [predictor.params(b) for b in backends]
+    probs = np.zeros((len(records), len(backends)))
+    expected = np.zeros((len(records), len(backends)))
+    for i, record in enumerate(records):
+        messages = record.messages or [{"role": "user", "content": record.text}]
+        facts = analyze_request(messages, {})
+        profile = predictor.profile(facts.focus_text, facts.focus_ids)
+        for j, backend in enumerate(backends):
+            probs[i, j] = predictor.probability(profile, backend)
+            expected[i, j] = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
+        if progress is not None:
+            progress(1)
     realised, _ = cost_matrices(records, backends, output_tokens)
     return EvalMatrix(
         backends=[b.name for b in backends],
         scores=np.asarray([[r.scores[b.name] for b in backends] for r in records]),
         costs=realised,
-        expected_cost=_router_estimates(records, backends, output_tokens),
-        probs=probability_matrix(predictor, states, params),
+        expected_cost=expected,
+        probs=probs,
     )
 
 
-def _router_estimates(
-    records: Sequence[Record], backends: Sequence[BackendConfig], output_tokens: int
-) -> Any:
-    """What ``routing.select`` estimates each prompt costs on each backend: the record's
-    messages (else its prompt as one user message), chat framing tokens included, at the
-    same formula, so that near break-even prices the value rule decides as the router does."""
-    import numpy as np
+def _predictor(policy: Policy, weights: str | None) -> QualityPredictor:
+    """The router's predictor for ``policy`` (``--weights`` replaces its predictor_weights)."""
+    from llmrouter.components import default_predictor
 
-    from llmrouter.routing import analyze_request
+    if weights is None:
+        return default_predictor(policy)
+    if policy.routing.predictor != "learned":
+        raise ValueError(
+            f"--weights is for the learned predictor; the policy routes with "
+            f"predictor: {policy.routing.predictor} (drop --weights, or set predictor: learned)"
+        )
+    from llmrouter.brain.predictor import LearnedPredictor
 
-    out = np.zeros((len(records), len(backends)))
-    for i, record in enumerate(records):
-        messages = record.messages or [{"role": "user", "content": record.text}]
-        tokens = analyze_request(messages, {}).prompt_tokens
-        for j, backend in enumerate(backends):
-            price = backend.resolved_price
-            out[i, j] = (
-                tokens * price.input_per_million + output_tokens * price.output_per_million
-            ) / 1_000_000
-    return out
+    return LearnedPredictor(weights)
 
 
 def run(args: argparse.Namespace) -> int:
     from llmrouter.brain.dataset import read_jsonl
-    from llmrouter.brain.predictor import LearnedPredictor
     from llmrouter.brain.progress import progress_bar
     from llmrouter.policy import load_policy
 
@@ -142,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
     if not kept:
         print(f"llmrouter: error: no prompt is scored on all of {names}", file=sys.stderr)
         return 2
-    predictor = LearnedPredictor(args.weights)
+    try:
+        predictor = _predictor(policy, args.weights)
+    except (OSError, ValueError) as exc:
+        print(f"llmrouter: error: {exc}", file=sys.stderr)
+        return 2
     show = not args.no_progress
     with progress_bar(len(kept), "prompts", show) as advance:
         data = eval_matrix(
@@ -150,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         )
     report = _evaluate(data, policy.routing, show)
     report["skipped_prompts"] = len(records) - len(kept)
+    report["predictor"] = policy.routing.predictor
     if args.plot:
         from llmrouter.brain.plot import plot_report
 

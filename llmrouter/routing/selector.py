@@ -24,7 +24,7 @@ from .latency import LatencyTracker
 from .predictor import PromptProfile, QualityPredictor
 from .request import RequestFacts
 
-__all__ = ["Limits", "Sticky", "select"]
+__all__ = ["Limits", "Sticky", "estimated_cost_usd", "select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +67,7 @@ def select(
 
     candidates: list[Candidate] = []
     for backend in backends:
-        price = backend.resolved_price
-        cost = (
-            facts.prompt_tokens * price.input_per_million + output_tokens * price.output_per_million
-        ) / 1_000_000
+        cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
         estimate = latency.get(backend.name)
         predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None
         quality = predictor.probability(profile, backend)
@@ -150,6 +147,14 @@ def select(
         pinned=pinned is not None,
         answer_value_usd=value,
     )
+
+
+def estimated_cost_usd(backend: BackendConfig, prompt_tokens: int, output_tokens: int) -> float:
+    """What a call is expected to cost on ``backend`` (``llmrouter eval`` uses it too)."""
+    price = backend.resolved_price
+    return (
+        prompt_tokens * price.input_per_million + output_tokens * price.output_per_million
+    ) / 1_000_000
 
 
 def _latency_key(candidate: Candidate) -> float:
