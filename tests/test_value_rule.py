@@ -22,7 +22,7 @@ from conftest import PolicyFactory
 
 GREETING = [{"role": "user", "content": "Hi! How are you?"}]
 URL = "http://127.0.0.1:9/v1"
-PROBS = {"cheap": 0.60, "mid": 0.80, "strong": 0.90}
+PROBS = {"cheap": 0.60, "mid": 0.80, "strong": 0.90, "free": 0.50, "local": 0.55}
 
 
 class Table:
@@ -78,6 +78,47 @@ def test_value_rule_picks_the_best_expected_value(
     assert decision.backend == max(utility, key=utility.__getitem__)
     assert f"${worth:g} per good answer" in decision.reason
     assert "best expected value of 3 backend(s)" in decision.reason
+
+
+@pytest.mark.parametrize("worth", [1e-310, 5e-324, 1e-200])
+def test_a_tiny_answer_value_takes_the_free_backend(
+    make_policy: PolicyFactory, worth: float
+) -> None:
+    """1 / answer_value_usd overflows below ~5.6e-309: the utility must not become NaN
+    (inf x a free backend's $0) but rank as at any large price: the cheapest, here free."""
+    import math
+
+    import numpy as np
+
+    from llmrouter.brain.evaluation import decide_value
+
+    free = [
+        {
+            "name": name,
+            "provider": "openai-compatible",
+            "base_url": URL,
+            "model": f"{name}-m",
+            "price": {"input_per_million": 0, "output_per_million": 0},
+            "context_window": 8192,
+        }
+        for name in ("free", "local")
+    ]
+    router = Router(
+        make_policy([*backends(), *free], routing=value_policy(worth)), predictor=Table()
+    )
+    decision = router.route(GREETING)
+    assert decision.backend == "local"  # free of cost, and predicted better than "free"
+    assert decision.fallbacks() == ["free", "cheap", "mid", "strong"]
+    assert "nan" not in decision.reason and "inf" not in decision.reason
+    assert router.route(GREETING, answer_value_usd=worth).backend == "local"
+    probs = np.asarray([[c.predicted_quality for c in decision.candidates]])
+    cost = np.asarray([[c.estimated_cost_usd for c in decision.candidates]])
+    price = 1.0 / worth
+    assert math.isinf(price) == (worth < 1e-308)
+    assert decide_value(probs, cost, price).tolist() == [0]  # the router's first candidate
+    # Without a free backend: the cheapest.
+    priced = Router(make_policy(backends(), routing=value_policy(worth)), predictor=Table())
+    assert priced.route(GREETING).backend == "cheap"
 
 
 def test_fallbacks_follow_expected_value(make_router: Any) -> None:

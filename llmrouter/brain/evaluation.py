@@ -71,7 +71,10 @@ def decide_value(
     under the floor rule. The router's value rule is this at ``price = 1 / answer_value_usd``.
     """
     eligible = probs >= floor
-    utility = np.where(eligible, probs - price * expected_cost, -np.inf)
+    # A free backend costs nothing at any price (also at price = inf, where inf * 0 is NaN).
+    with np.errstate(invalid="ignore", over="ignore"):
+        charged = np.where(expected_cost == 0, 0.0, price * expected_cost)
+    utility = np.where(eligible, probs - charged, -np.inf)
     best = utility.max(axis=1, keepdims=True)
     tied = eligible & (utility >= best - 1e-12)
     masked = np.where(tied, expected_cost, np.inf) - 1e-12 * probs

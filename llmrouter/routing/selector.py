@@ -91,7 +91,7 @@ def select(
             key=lambda c: (c.estimated_cost_usd, _latency_key(c)),
         )
     else:
-        passing = _by_value([c for c in eligible if c.clears_floor], 1.0 / value)
+        passing = _by_value([c for c in eligible if c.clears_floor], value)
     failing = sorted(
         (c for c in eligible if not c.clears_floor),
         key=lambda c: (-c.predicted_quality, c.estimated_cost_usd),
@@ -161,16 +161,21 @@ def _latency_key(candidate: Candidate) -> float:
     return candidate.predicted_latency_ms if candidate.predicted_latency_ms is not None else 0.0
 
 
-def _by_value(passing: list[Candidate], price: float) -> list[Candidate]:
-    """Best ``p - price * cost`` first; near-equal utilities go to the cheaper backend, then
-    the better-predicted, then the faster (the evaluation's ``decide_value`` tie rule)."""
+def _by_value(passing: list[Candidate], value: float) -> list[Candidate]:
+    """Best ``value * p - cost`` first; near-equal utilities go to the cheaper backend, then
+    the better-predicted, then the faster (the evaluation's ``decide_value`` tie rule).
+
+    The evaluation's utility ``p - cost / value`` scaled by ``value``, so its tolerance is
+    ``value * 1e-12`` here; no ``1 / value``, which overflows for a tiny value (and then
+    ``inf * 0`` made a free backend's utility NaN)."""
     if not passing:
         return passing
-    utility = {c.name: c.predicted_quality - price * c.estimated_cost_usd for c in passing}
+    utility = {c.name: value * c.predicted_quality - c.estimated_cost_usd for c in passing}
     best = max(utility.values())
+    tie = value * _TIE
 
     def key(c: Candidate) -> tuple[bool, float, float, float, float]:
-        tied = utility[c.name] >= best - _TIE
+        tied = utility[c.name] >= best - tie
         return (
             not tied,
             0.0 if tied else -utility[c.name],
