@@ -128,6 +128,16 @@ def test_fallbacks_follow_expected_value(make_router: Any) -> None:
     assert decision.fallbacks() == ["cheap", "strong"]
 
 
+def test_fallbacks_keep_a_written_floor(make_router: Any) -> None:
+    """A written floor is a minimum for fallbacks too: cheap (p=0.60) is never tried."""
+    decision = make_router(value_policy(0.001, quality_floor=0.7)).route(GREETING)
+    assert decision.backend == "mid"
+    assert decision.fallbacks() == ["strong"]
+    # Nothing clears it: the next best-predicted, all of them.
+    below = make_router(value_policy(0.001, quality_floor=0.95)).route(GREETING)
+    assert below.backend == "strong" and below.fallbacks() == ["mid", "cheap"]
+
+
 def test_the_floor_rule_is_unchanged_by_default(make_router: Any) -> None:
     router = make_router({})
     assert router.policy.routing.rule == "floor"
