@@ -332,11 +332,7 @@ class Router:
         Worked out once per call (the budget reservation needs it before the call does)."""
         if call.plan is None:
             fallback = self.policy.fallback
-            if call.decision.pinned or not fallback.enabled:
-                call.plan = [call.decision.backend]
-            else:
-                backends = [call.decision.backend, *call.decision.fallbacks()]
-                call.plan = backends[: fallback.max_backends]
+            call.plan = call.decision.plan(fallback.enabled, fallback.max_backends)
         return call.plan
 
     def _cache_lookup(self, call: _Call) -> dict[str, Any] | None:

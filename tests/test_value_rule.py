@@ -473,3 +473,42 @@ def test_eval_cli_refuses_weights_for_the_heuristic_predictor(
     args = ["eval", "--policy", str(router.policy.source), "--data", str(data), "--no-progress"]
     assert main([*args, "--weights", "somewhere"]) == 2
     assert "predictor: heuristic" in capsys.readouterr().err
+
+
+# --- legacy /v1/completions tries what chat would ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fallback", "tried"),
+    [
+        ({}, ["mid", "cheap", "strong"]),
+        ({"max_backends": 2}, ["mid", "cheap"]),
+        ({"enabled": False}, ["mid"]),
+    ],
+)
+def test_legacy_completions_plan_is_chats(
+    make_policy: PolicyFactory, fallback: dict[str, Any], tried: list[str]
+) -> None:
+    """/v1/completions falls back as chat does: fallback.enabled and max_backends apply."""
+    import asyncio
+    import json
+
+    from llmrouter.errors import UpstreamError
+    from llmrouter.server.direct import DirectUpstream
+
+    path = make_policy(backends(), routing=value_policy(0.01), fallback=fallback)
+    router = Router(path, predictor=Table())
+    direct = DirectUpstream(router)
+    posted: list[str] = []
+
+    async def failing(backend: BackendConfig, where: str, body: dict[str, Any]) -> dict[str, Any]:
+        posted.append(backend.name)
+        raise UpstreamError("down", kind="server_error", backend=backend.name)
+
+    direct._post = failing  # type: ignore[method-assign]
+    raw = json.dumps({"prompt": GREETING[0]["content"]}).encode()
+    with pytest.raises(UpstreamError):
+        asyncio.run(direct.completions(raw, {}))
+    assert posted == tried
+    config = router.policy.fallback
+    assert router.route(GREETING).plan(config.enabled, config.max_backends) == tried

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,6 +61,22 @@ class Decision:
             for c in self.candidates
             if c.eligible and c.name != self.backend and (c.clears_floor or not need_floor)
         ]
+
+    def plan(
+        self,
+        fallback: bool,
+        max_backends: int,
+        usable: Callable[[str], bool] | None = None,
+    ) -> list[str]:
+        """The backends to try, in order: the choice, then (unless the call is pinned or
+        ``fallback`` is off) its fallbacks; of those ``usable`` (default: all), at most
+        ``max_backends``. The policy's ``fallback.enabled`` and ``fallback.max_backends``."""
+        names = [self.backend]
+        if fallback and not self.pinned:
+            names.extend(self.fallbacks())
+        if usable is not None:
+            names = [name for name in names if usable(name)]
+        return names[:max_backends]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -113,8 +113,16 @@ class DirectUpstream:
         decision = self.router.route(
             [{"role": "user", "content": text}], model=model, **route_params
         )
-        plan = [decision.backend] if decision.pinned else [decision.backend, *decision.fallbacks()]
-        backends = [b for b in map(self.router.policy.backend, plan) if b and b.openai_compatible]
+        # Chat's plan (Router._plan: fallback.enabled, max_backends), of the backends that
+        # serve /completions: a fallback there counts against max_backends, one that cannot
+        # serve it does not.
+        policy = self.router.policy
+        plan = decision.plan(
+            policy.fallback.enabled,
+            policy.fallback.max_backends,
+            lambda name: (b := policy.backend(name)) is not None and b.openai_compatible,
+        )
+        backends = [b for b in map(policy.backend, plan) if b is not None]
         if not backends:
             raise NoBackendAvailable(
                 f"legacy /completions needs an OpenAI-compatible backend; {decision.backend!r} "
