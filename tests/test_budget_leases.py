@@ -4,6 +4,7 @@ hard limit still holds across all of them (llmrouter/budgets/leases.py)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -168,6 +169,32 @@ def test_a_crashed_replicas_lease_is_reclaimed(shared: tuple[str, str]) -> None:
     with pytest.raises(BudgetExceeded):
         survivor.reserve(1e-9)
     survivor.close()
+    client.close()
+
+
+def test_leases_of_large_budgets_stay_readable(shared: tuple[str, str]) -> None:
+    """A lease of $100,000 or more is 1e14 nano-dollars: written as an integer (Lua's
+    default number format would make it '1.6e+14', read back as corrupt and deleted)."""
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=10_000_000.0, period="total")
+    budgets = leased(url, prefix, [config], "r", settle_s=0.05)  # idle pools kept ~1 s
+    wait_for_pools(budgets, 10_000.0)
+    counters = budgets.counters
+    assert isinstance(counters, RedisCounters) and counters.pools is not None
+    key = f"{prefix}:budget:g:*:all"
+    pool = counters.pools._pools[key]
+    assert pool.lease >= 10**14
+    client = redis.Redis.from_url(url)
+    for _ in range(3):  # still there, unchanged, after the scripts that read it
+        value = client.hget(lease_key(key), "r")
+        assert value is not None and re.fullmatch(rb"\d+:\d+", value), value
+        assert int(value.split(b":")[0]) == pool.lease
+        hold = budgets.reserve(10_000.0)
+        assert hold is not None
+        budgets.settle(hold, 0.0)
+        time.sleep(0.05)
+    budgets.close()
+    assert client.hlen(lease_key(key)) == 0
     client.close()
 
 

@@ -119,7 +119,7 @@ for i = 1, n do
     local room = limit[i] - base[i] - others[i]
     if lease > room then lease = room end
     if lease > 0 then
-      redis.call('HSET', hash, me, lease .. ':' .. (now + ttl))
+      redis.call('HSET', hash, me, string.format('%d:%d', lease, now + ttl))
       redis.call('PEXPIRE', hash, ttl)
     else
       lease = 0
