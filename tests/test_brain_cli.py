@@ -270,3 +270,31 @@ def test_plot_needs_matplotlib(files: dict[str, Path], capsys: pytest.CaptureFix
         assert code == 2 and "matplotlib" in capsys.readouterr().err
     else:
         assert code == 0 and png.stat().st_size > 1000
+
+
+def test_calibrate_reports_by_a_value_policys_rule(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a rule: value policy the summary is the value rule's shares, the router's own."""
+    from llmrouter.router import Router
+
+    policy = files["dir"] / "value.yaml"
+    policy.write_text(
+        POLICY.replace("  quality_floor: 0.7\n", "  rule: value\n  answer_value_usd: 0.006\n")
+    )
+    out = files["dir"] / "calibrated.yaml"
+    args = ["--policy", str(policy), "--data", str(files["data"]), "--out", str(out)]
+    assert main(["calibrate", *args, "--json", "--no-progress"]) == 0
+    at = json.loads(capsys.readouterr().out)["at_floor"]
+    assert at["rule"] == "value" and at["answer_value_usd"] == 0.006 and at["quality_floor"] == 0
+    calibrated = load_policy(out)
+    calibrated.cache.enabled = calibrated.ledger.enabled = False
+    router = Router(calibrated)
+    prompts = [json.loads(line)["prompt"] for line in files["data"].read_text().splitlines()]
+    chosen = [router.route([{"role": "user", "content": p}]).backend for p in prompts]
+    for name in ("small", "big"):
+        share = at["backends"][name]["share_at_floor"]
+        assert share == pytest.approx(chosen.count(name) / len(chosen), abs=1e-4)
+    assert 0 < at["backends"]["big"]["share_at_floor"] < 1  # both backends in use
+    assert main(["calibrate", *args, "--no-progress"]) == 0
+    assert "by rule: value at answer_value_usd 0.006, on this sample:" in capsys.readouterr().out

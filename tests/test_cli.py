@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import PolicyFactory, two_tier
+from upstream import Upstream
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +49,16 @@ def test_route_and_policy_check_show_the_value_rule(make_policy: PolicyFactory) 
     out = run("policy", "check", str(valued))
     assert out.returncode == 0, out.stderr
     assert "value rule ($0.01 per good answer)" in out.stdout
+
+
+def test_complete_takes_an_answer_value(make_policy: PolicyFactory, upstream: Upstream) -> None:
+    path = make_policy(two_tier(upstream.base_url))
+    for worth, backend in (("1e-12", "small"), ("100", "large")):
+        out = run("complete", "Hi!", "--policy", str(path), "--answer-value-usd", worth)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.startswith(f"[{backend}]"), (worth, out.stderr)
+    bad = run("complete", "Hi!", "--policy", str(path), "--answer-value-usd", "0")
+    assert bad.returncode == 2 and "answer_value_usd" in bad.stderr
 
 
 def test_policy_check_summarises(make_policy: PolicyFactory) -> None:

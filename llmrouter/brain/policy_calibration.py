@@ -1,11 +1,11 @@
 """Calibrate every backend of a policy from labelled prompts, and say what it implies.
 
 The result is the policy's own YAML with a ``calibration:`` mapping added per backend; the
-summary reports, at the policy's quality floor, the share of the sample each backend would
-get and the quality the predictor expects. Records without any score are *traffic*: they
-fit nothing, but the summary also reports the shares on them alone, because the share a
-backend gets depends on the traffic's own mix of prompts far more than on the labelled
-sample (a floor set on one task sends very different shares on another).
+summary reports, by the policy's rule (at its quality floor, or at its answer_value_usd), the
+share of the sample each backend would get and the quality the predictor expects. Records
+without any score are *traffic*: they fit nothing, but the summary also reports the shares on
+them alone, because the share a backend gets depends on the traffic's own mix of prompts far
+more than on the labelled sample (a floor set on one task sends very different shares on another).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .abilities import BackendParams, resolve_params
 from .calibration import fit_backend
 from .costs import cost_matrices
 from .dataset import Record
-from .evaluation import decide
+from .evaluation import decide, decide_value
 from .model import PromptState
 from .predictor import LearnedPredictor
 
@@ -98,13 +98,22 @@ def _summary(
     predictor: LearnedPredictor,
     params: Sequence[BackendParams],
 ) -> dict[str, Any]:
-    """Shares and expected quality at the policy floor, on the calibration sample."""
+    """Shares and expected quality by the policy's rule, on the calibration sample: at its
+    ``quality_floor`` under ``rule: floor``; under ``rule: value`` at its ``answer_value_usd``
+    (a written floor held as the minimum), with the router's cost estimates."""
     if not records:
         return {}
     probs = probability_matrix(predictor, states, params)
-    _, expected = cost_matrices(records, policy.backends, policy.routing.expected_output_tokens)
-    floor = policy.routing.quality_floor
-    choice = decide(probs, expected, floor)
+    routing = policy.routing
+    worth = routing.answer_value_usd  # set exactly when rule: value
+    if worth is None:
+        _, expected = cost_matrices(records, policy.backends, routing.expected_output_tokens)
+        floor = routing.quality_floor
+        choice = decide(probs, expected, floor)
+    else:
+        expected = _router_costs(records, policy.backends, routing.expected_output_tokens)
+        floor = routing.value_floor
+        choice = decide_value(probs, expected, 1.0 / worth, floor)
     rows = np.arange(len(records))
     shares = np.bincount(choice, minlength=len(params)) / len(records)
     per_backend = {}
@@ -124,6 +133,8 @@ def _summary(
             else None,
         }
     out: dict[str, Any] = {
+        "rule": routing.rule,
+        "answer_value_usd": worth,
         "quality_floor": floor,
         "prompts": len(records),
         "expected_quality_at_floor": round(float(probs[rows, choice].mean()), 4),
@@ -141,4 +152,21 @@ def _summary(
                 b.name: round(float((picked == j).mean()), 4) for j, b in enumerate(policy.backends)
             },
         }
+    return out
+
+
+def _router_costs(
+    records: Sequence[Record], backends: Sequence[BackendConfig], output_tokens: int
+) -> np.ndarray:
+    """What the router estimates each record costs on each backend (its chat, framing
+    tokens included), as ``llmrouter eval`` does: the value rule weighs these."""
+    from llmrouter.routing import analyze_request
+    from llmrouter.routing.selector import estimated_cost_usd
+
+    out = np.zeros((len(records), len(backends)))
+    for i, record in enumerate(records):
+        messages = record.messages or [{"role": "user", "content": record.text}]
+        tokens = analyze_request(messages, {}).prompt_tokens
+        for j, backend in enumerate(backends):
+            out[i, j] = estimated_cost_usd(backend, tokens, output_tokens)
     return out

@@ -89,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: not calibrated ({why}); uses its rating or known model")
     at = result.summary
     if at:
-        print(f"at quality_floor {at['quality_floor']} on this sample:")
+        if at["rule"] == "value":
+            held = f", quality_floor {at['quality_floor']} held" if at["quality_floor"] > 0 else ""
+            worth = at["answer_value_usd"]
+            print(f"by rule: value at answer_value_usd {worth:g}{held}, on this sample:")
+        else:
+            print(f"at quality_floor {at['quality_floor']} on this sample:")
         for name, row in at["backends"].items():
             print(
                 f"  {name}: {row['share_at_floor']:.0%} of calls, predicted quality "

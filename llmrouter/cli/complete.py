@@ -17,6 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--quality-floor", type=float, default=None)
+    parser.add_argument(
+        "--answer-value-usd",
+        type=float,
+        default=None,
+        help="use the expected-value rule: what one good answer is worth, in USD",
+    )
     parser.add_argument("--no-cache", action="store_true", help="bypass the exact cache")
     parser.set_defaults(handler=run)
 
@@ -34,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         params["temperature"] = args.temperature
     if args.quality_floor is not None:
         params["quality_floor"] = args.quality_floor
+    if args.answer_value_usd is not None:
+        params["answer_value_usd"] = args.answer_value_usd
     with Router(args.policy) as router:
         stream = router.complete(
             messages, model=args.model, stream=True, cache=not args.no_cache, **params
