@@ -100,6 +100,60 @@ def test_concurrent_replicas_migrate_safely(pg_url: str) -> None:
         ledger.close()
 
 
+def test_an_index_cleanup_never_waits_long_behind_a_running_query(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema version 2 only drops an index, which needs the calls table to itself: while a
+    long query reads the table, replicas starting (several at once) skip it after the lock
+    timeout instead of hanging (with every other replica's INSERT queued behind them), and
+    the next start after the query ends applies it."""
+    from llmrouter.ledger import postgres
+
+    monkeypatch.setattr(postgres, "_CLEANUP_LOCK_TIMEOUT", "200ms")
+    with psycopg.connect(pg_url, autocommit=True) as connection:  # a version-1 ledger
+        connection.execute(postgres._MIGRATIONS[0])
+        connection.execute("CREATE TABLE llmrouter_schema_version (version INTEGER PRIMARY KEY)")
+        connection.execute("INSERT INTO llmrouter_schema_version VALUES (1)")
+    report = psycopg.connect(pg_url)  # a report in progress: its transaction reads calls
+    report.execute("SELECT count(*) FROM calls").fetchone()
+    ledgers: list[PostgresLedger] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            ledger = PostgresLedger(pg_url, sync=True)
+            ledger.record(record(threading.get_ident() % 1_000_000))  # committed on return
+            ledgers.append(ledger)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=start, daemon=True) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert not errors
+        assert len(ledgers) == 3  # all started and wrote while the report ran
+    finally:
+        report.rollback()
+        report.close()
+
+    def state() -> tuple[list[tuple[int]], object]:
+        with psycopg.connect(pg_url) as connection:
+            versions = connection.execute(
+                "SELECT version FROM llmrouter_schema_version ORDER BY version"
+            ).fetchall()
+            (index,) = connection.execute("SELECT to_regclass('calls_backend_ts')").fetchone()
+        return versions, index
+
+    assert state() == ([(1,)], "calls_backend_ts")  # skipped, not recorded
+    for ledger in ledgers:
+        ledger.close()
+    PostgresLedger(pg_url).close()  # the next start, the report over: applied
+    assert state() == ([(1,), (2,)], None)
+
+
 def test_rows_round_trip_with_their_types(pg_url: str) -> None:
     ledger = PostgresLedger(pg_url)
     ledger.record(record(1))

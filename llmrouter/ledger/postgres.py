@@ -82,6 +82,15 @@ _MIGRATIONS: tuple[str, ...] = (
 
 _MIGRATION_LOCK = 0x6C6C6D72  # "llmr": one migrating replica at a time
 
+# Versions that only drop an index (a performance cleanup): DROP INDEX takes an ACCESS
+# EXCLUSIVE lock on ``calls``, so it waits behind any running query on the table (a long
+# report), and every other replica's INSERT queues behind it. Such a version waits at most
+# ``_CLEANUP_LOCK_TIMEOUT`` for its lock; if it times out it is skipped, not recorded, and
+# tried again at the next start (later versions wait for it).
+_CLEANUPS = frozenset({2})
+_CLEANUP_LOCK_TIMEOUT = "2s"
+_cleanup_logged = False  # a skipped cleanup is logged once per process
+
 # How a JSON row's element becomes a column value (text columns take ``->>`` as it is).
 _CASTS = {
     "ts": "double precision",
@@ -222,8 +231,37 @@ class PostgresLedger(BatchedLedger):
             row = connection.execute("SELECT MAX(version) FROM llmrouter_schema_version").fetchone()
             current = (row[0] if row else None) or 0
             for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                connection.execute(script)
+                if version not in _CLEANUPS:
+                    connection.execute(script)
+                elif not self._cleanup(connection, version, script):
+                    break
                 connection.execute("INSERT INTO llmrouter_schema_version VALUES (%s)", (version,))
+
+    @staticmethod
+    def _cleanup(connection: psycopg.Connection[Any], version: int, script: str) -> bool:
+        """Run a cleanup version (see ``_CLEANUPS``) in a savepoint with a lock timeout; False
+        (logged once per process, the transaction still usable) if its lock was not
+        granted in time."""
+        global _cleanup_logged
+        (previous,) = connection.execute("SHOW lock_timeout").fetchone() or ("0",)
+        try:
+            with connection.transaction():  # a savepoint: a timeout undoes only this
+                connection.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", (_CLEANUP_LOCK_TIMEOUT,)
+                )
+                connection.execute(script)
+        except psycopg.errors.LockNotAvailable:
+            if not _cleanup_logged:
+                _cleanup_logged = True
+                log.warning(
+                    "ledger: PostgreSQL schema version %d (dropping an unused index) skipped: "
+                    "another query held the calls table for %s; tried again at the next start",
+                    version,
+                    _CLEANUP_LOCK_TIMEOUT,
+                )
+            return False
+        connection.execute("SELECT set_config('lock_timeout', %s, true)", (previous,))
+        return True
 
     @property
     def schema_version(self) -> int:
