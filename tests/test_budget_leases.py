@@ -378,3 +378,33 @@ def test_a_pool_given_back_is_never_spent_or_given_back_twice(
     leases = sum(int(value.split(b":")[0]) for value in client.hvals(lease_key(key)))
     assert int(client.get(key) or 0) + leases <= NANOS
     client.close()
+
+
+def test_one_large_call_does_not_stop_pooling_for_good(shared: tuple[str, str]) -> None:
+    """A large call makes the pool too small to keep (given back; calls reserve alone), but
+    once such calls stop, the size it demanded decays and small calls are pooled again."""
+    url, prefix = shared
+    config = BudgetConfig(name="g", limit_usd=100.0, period="total")
+    budgets, counters = by_hand(url, prefix, config, "r")  # settlements are never sent
+    assert counters.pools is not None
+    key = f"{prefix}:budget:g:*:all"
+    hold = budgets.reserve(0.001)
+    assert hold is not None and hold.cells is None  # no pool yet
+    counters._sync_pools()
+    assert counters.pools._pools[key].target > 0
+    hold = budgets.reserve(50.0)  # misses the pool
+    assert hold is not None and hold.cells is None
+    counters._sync_pools()
+    pool = counters.pools._pools[key]
+    assert pool.target == 0 and pool.cell[0] == 0  # not worth keeping: given back
+    pooled = False
+    for _ in range(2000):  # ~100 s of sync rounds, small calls (missing) but no large one
+        hold = budgets.reserve(0.001)
+        assert hold is not None
+        if hold.cells is not None:
+            pooled = True
+            break
+        counters._sync_pools()
+    assert pooled
+    assert pool.largest < 50 * NANOS
+    budgets.close()

@@ -51,6 +51,7 @@ ROOM_SHARE = 16  # a replica's pool and lease together hold at most 1/16 of the 
 MIN_CALLS = 4  # a pool smaller than this many calls' worst case is not worth keeping
 _START_CALLS = 16  # a first pool holds this many of the call that asked for it
 _IDLE_SHRINK = 20  # sync rounds (~1 s) of little use before a pool is halved
+_LARGEST_DECAY = 100  # sync rounds (~5 s) without a miss that large: ``Pool.largest`` halves
 _FORGET_S = 600.0  # a counter untouched this long is given back and forgotten
 _CLOSED = -(1 << 62)  # the threshold of a pool that takes nothing (the replica closed)
 
@@ -156,8 +157,9 @@ class Pool:
     cell: Cell = field(default_factory=lambda: [0, 0])
     target: int = 0  # the pool to keep (hard); 0: calls reserve one by one
     lease: int = 0  # held in reserve in Redis
-    largest: int = 0  # the largest call that found the pool short
+    largest: int = 0  # the largest call that found the pool short (decays without misses)
     missed: bool = False
+    calm: int = 0  # sync rounds since a miss nearly as large as ``largest``
     quiet: int = 0  # sync rounds the pool was barely used
     after_refill: int = 0  # cell[0] right after the last refill
     renewed: float = 0.0
@@ -205,6 +207,8 @@ class Pools:
                     pool.missed = True
                     if amount > pool.largest:
                         pool.largest = amount
+                    if amount * 2 > pool.largest:
+                        pool.calm = 0  # as large as the largest, nearly: no decay yet
 
     def owed(self, key: str) -> int:
         """What this replica owes ``key`` (see :class:`Pool`): added to the counter's value
@@ -264,6 +268,13 @@ class Pools:
         """A miss doubles the pool; a pool barely used for a second is halved; never more
         than a share of the room left, never less than a few calls."""
         used = pool.cell[0] - pool.after_refill
+        # One large call must not keep the pool small (or dropped) for good: ``largest``
+        # halves every ``_LARGEST_DECAY`` rounds without a miss nearly as large (such a call
+        # that comes again misses, reserves alone and sets it back).
+        pool.calm += 1
+        if pool.calm >= _LARGEST_DECAY:
+            pool.largest //= 2
+            pool.calm = 0
         if pool.missed:
             pool.target = max(pool.target * 2, pool.largest * _START_CALLS)
             pool.missed = False
