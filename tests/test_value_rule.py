@@ -512,3 +512,22 @@ def test_legacy_completions_plan_is_chats(
     assert posted == tried
     config = router.policy.fallback
     assert router.route(GREETING).plan(config.enabled, config.max_backends) == tried
+
+
+def test_eval_cli_at_a_tiny_answer_value(
+    make_policy: PolicyFactory, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1 / 1e-310 overflows: the report stays valid JSON, the policy's point says 1e-310."""
+    import json
+
+    from llmrouter.cli.main import main
+
+    router = Router(make_policy(backends(), routing=value_policy(1e-310)))
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"id": "a", "prompt": "hi", "scores": {"cheap": 1, "mid": 1, "strong": 1}}\n')
+    args = ["eval", "--policy", str(router.policy.source), "--data", str(data)]
+    assert main([*args, "--json", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Infinity" not in text and "NaN" not in text
+    point = json.loads(text)["policy_point"]
+    assert point["answer_value_usd"] == 1e-310 and point["shares"]["cheap"] == 1.0

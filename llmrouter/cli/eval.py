@@ -189,7 +189,7 @@ def _evaluate(data: EvalMatrix, routing: RoutingConfig, show: bool) -> dict[str,
         with progress_bar(len(floors), "floors", show) as advance:
             return evaluate(data, floors, advance)
     # The policy's own operating point is on the curve, beside the break-even prices.
-    own = 1.0 / worth
+    own = min(1.0 / worth, sys.float_info.max)  # finite (JSON) below ~5.6e-309 too
     prices = sorted({*default_prices(data.probs, data.expected_cost), own})
     with progress_bar(len(prices), "prices", show) as advance:
         report = evaluate(data, prices, advance, rule="value", value_floor=routing.value_floor)
@@ -197,6 +197,7 @@ def _evaluate(data: EvalMatrix, routing: RoutingConfig, show: bool) -> dict[str,
         point["answer_value_usd"] = _answer_value(point["price"])
     report["value_floor"] = routing.value_floor
     report["policy_point"] = next(p for p in report["router"]["curve"] if p["price"] == own)
+    report["policy_point"]["answer_value_usd"] = worth
     return report
 
 
