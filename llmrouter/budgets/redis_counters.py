@@ -93,11 +93,12 @@ class RedisCounters:
     ) -> None:
         self._client = client
         retry = client.get_retry() if hasattr(client, "get_retry") else None
-        if retry is not None and retry.get_retries() > 0:
+        retries = getattr(retry, "get_retries", lambda: 0)()
+        if retries:
             log.warning(
                 "budgets: the Redis client retries commands (%d times): a budget script "
                 "re-sent after a timeout may run twice; give it no retries",
-                retry.get_retries(),
+                retries,
             )
         self._script = client.register_script(_RESERVE)
         self._lease_script = client.register_script(LEASE_SCRIPT)
