@@ -429,31 +429,29 @@ class _Applied:
         keys = tuple(key for _, _, key in found)
         ttls = [_TTL_S[c.period] for c, _, _ in found]
         hard_index = tuple(i for i, h in enumerate(hard) if h)
+        common: dict[str, Any] = {
+            "found": found,
+            "keys": keys,
+            "limits": [limit if h else None for limit, h in zip(limits, hard, strict=True)],
+            "ttls": ttls,
+            "soft": [None if h else limit for limit, h in zip(limits, hard, strict=True)],
+            "has_soft": not all(hard),
+            "hard_index": hard_index,
+        }
         pool_cells = pools.cells(keys, limits, hard, ttls) if pools is not None else None
         if pool_cells is not None:
             return cls(
-                found=found,
-                keys=keys,
-                limits=[limit if h else None for limit, h in zip(limits, hard, strict=True)],
-                ttls=ttls,
-                soft=[None if h else limit for limit, h in zip(limits, hard, strict=True)],
-                has_soft=not all(hard),
+                **common,
                 cells=pool_cells,
                 hard=(),
                 soft_cells=(),
-                hard_index=hard_index,
                 pooled=True,
                 pool_hard=tuple(pool_cells[i] for i in hard_index),
                 pool_soft=tuple(c for c, h in zip(pool_cells, hard, strict=True) if not h),
             )
         cells = local.cells(keys) if local is not None else None
         return cls(
-            found=found,
-            keys=keys,
-            limits=[limit if h else None for limit, h in zip(limits, hard, strict=True)],
-            ttls=ttls,
-            soft=[None if h else limit for limit, h in zip(limits, hard, strict=True)],
-            has_soft=not all(hard),
+            **common,
             cells=cells,
             hard=tuple((cells[i], limits[i]) for i in hard_index) if cells is not None else (),
             soft_cells=tuple(
@@ -461,7 +459,6 @@ class _Applied:
             )
             if cells is not None
             else (),
-            hard_index=hard_index,
             pooled=False,
             pool_hard=(),
             pool_soft=(),
