@@ -66,7 +66,9 @@ def test_default_prices_reach_every_decision() -> None:
     assert (decide_value(probs, cost, prices[-1]) == 0).all()  # the cheapest, everywhere
 
 
-def test_the_value_rule_of_a_perfect_predictor_beats_the_baselines() -> None:
+def _nearly_perfect_two_model_matrix() -> EvalMatrix:
+    """A weak and a strong model (the strong one right whenever the weak one is), with
+    predictions close to the truth."""
     rng = np.random.default_rng(0)
     n = 400
     weak = (rng.random(n) < 0.6).astype(float)
@@ -74,24 +76,22 @@ def test_the_value_rule_of_a_perfect_predictor_beats_the_baselines() -> None:
     scores = np.column_stack([weak, strong])
     costs = np.tile([1.0, 10.0], (n, 1))
     probs = np.clip(scores + rng.normal(0, 0.05, scores.shape), 0, 1)
-    report = evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs), rule="value")
+    return EvalMatrix(["weak", "strong"], scores, costs, costs, probs)
+
+
+def test_the_value_rule_of_a_perfect_predictor_beats_the_baselines() -> None:
+    matrix = _nearly_perfect_two_model_matrix()
+    report = evaluate(matrix, rule="value")
     assert report["rule"] == "value"
     assert "price" in report["router"]["curve"][0]
     assert report["router"]["aiq"] > report["baselines"]["zero_router"]["aiq"]
     assert report["two_model"]["apgr"] > 0.7
     with pytest.raises(ValueError, match="rule"):
-        evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs), rule="best")
+        evaluate(matrix, rule="best")
 
 
 def test_a_perfect_predictor_beats_the_baselines() -> None:
-    rng = np.random.default_rng(0)
-    n = 400
-    weak = (rng.random(n) < 0.6).astype(float)
-    strong = np.maximum(weak, (rng.random(n) < 0.7).astype(float))
-    scores = np.column_stack([weak, strong])
-    costs = np.tile([1.0, 10.0], (n, 1))
-    probs = np.clip(scores + rng.normal(0, 0.05, scores.shape), 0, 1)
-    report = evaluate(EvalMatrix(["weak", "strong"], scores, costs, costs, probs))
+    report = evaluate(_nearly_perfect_two_model_matrix())
     assert report["router"]["aiq"] > report["baselines"]["zero_router"]["aiq"]
     assert report["two_model"]["apgr"] > 0.7
     assert report["router"]["cost_to_target"] < 0.6

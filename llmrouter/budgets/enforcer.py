@@ -264,15 +264,6 @@ class Budgets:
         if cells is not None:  # in process, or from this replica's pools
             if not applied.pooled:
                 return self._reserve_local(applied, amount, worst_case)
-            if not applied.has_soft:
-                with self._local_lock:
-                    for cell in applied.pool_hard:
-                        if cell[0] + amount > cell[1]:
-                            break
-                    else:
-                        for cell in cells:
-                            cell[0] += amount
-                        return Hold(applied.keys, amount, None, cells)
             hold = self._take(applied, amount, worst_case)
             if hold is not None:
                 return hold
