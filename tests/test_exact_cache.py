@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from llmrouter.cache import exact
 from llmrouter.cache.exact import ExactCache
 from llmrouter.cache.presence import KeyFilter
 
@@ -75,15 +77,15 @@ def test_a_failing_write_is_logged_and_later_writes_still_land(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = ExactCache(tmp_path, ttl_s=None)
-    real_set = cache._cache.set
+    real_set_many = exact.set_many
     failing = {"on": True}
 
-    def set_or_fail(key: str, value: object, **options: object) -> bool:
+    def set_many_or_fail(*args: Any) -> None:
         if failing["on"]:
             raise OSError("No space left on device")
-        return bool(real_set(key, value, **options))
+        real_set_many(*args)
 
-    monkeypatch.setattr(cache._cache, "set", set_or_fail)
+    monkeypatch.setattr(exact, "set_many", set_many_or_fail)
     cache.put("lost", answer(1))
     cache.flush()
     assert "1 entries dropped: No space left on device" in caplog.text

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..write_behind import RowBuffer
+from .bulk import set_many
 from .index import KeyIndex
 
 __all__ = ["ExactCache", "cache_key"]
@@ -89,9 +90,11 @@ class ExactCache:
     """diskcache on local disk, with a TTL; safe across threads and processes.
 
     Writes go behind the request path (:mod:`llmrouter.write_behind`): one writer thread
-    stores each batch of answers in one diskcache transaction (~58 µs an entry, against
-    ~124 µs for a lone ``set``). Until written, an answer is served from a small map of
-    pending writes. ``flush()`` waits for what was put before it; ``close()`` flushes first.
+    stores each batch of answers in one diskcache transaction, the new keys with one
+    statement (:mod:`llmrouter.cache.bulk`: ~24 µs an entry, against ~57 µs for ``set`` in
+    a transaction and ~124 µs for a lone ``set``). Until written, an answer is served from
+    a small map of pending writes. ``flush()`` waits for what was put before it;
+    ``close()`` flushes first.
 
     Lookups of keys never stored skip the disk (:mod:`llmrouter.cache.index`, whose thread
     also culls expired entries and the size limit, instead of every write doing so).
@@ -196,8 +199,7 @@ class ExactCache:
         tag = self._index.tag  # the index skips this process's rows when it catches up
         try:
             with self._cache.transact():
-                for key, value, _ in batch:
-                    self._cache.set(key, value, expire=self.ttl_s, tag=tag)
+                set_many(self._cache, [(key, value) for key, value, _ in batch], self.ttl_s, tag)
         except Exception as exc:  # a full disk must not stop later writes
             logger.warning("exact cache write failed, %d entries dropped: %s", len(batch), exc)
 
