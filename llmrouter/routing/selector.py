@@ -66,24 +66,23 @@ def select(
     needed_window = facts.prompt_tokens + (facts.max_tokens or 0)
 
     candidates: list[Candidate] = []
+    eligible: list[Candidate] = []
+    floor, probability = limits.quality_floor, predictor.probability
     for backend in backends:
+        name = backend.name
         cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
-        estimate = latency.get(backend.name)
+        estimate = latency.get(name)
         predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None
-        quality = predictor.probability(profile, backend)
-        candidate = Candidate(
-            name=backend.name,
-            predicted_quality=quality,
-            estimated_cost_usd=cost,
-            predicted_latency_ms=predicted_ms,
-            clears_floor=quality >= limits.quality_floor,
-        )
-        candidate.excluded_reason = _exclusion(
-            backend, candidate, facts, needed_window, limits, is_healthy
-        )
+        quality = probability(profile, backend)
+        # Positional, in field order: name, quality, cost, latency, excluded, clears floor.
+        candidate = Candidate(name, quality, cost, predicted_ms, None, quality >= floor)
+        reason = _exclusion(backend, candidate, facts, needed_window, limits, is_healthy)
+        if reason is None:
+            eligible.append(candidate)
+        else:
+            candidate.excluded_reason = reason
         candidates.append(candidate)
 
-    eligible = [c for c in candidates if c.eligible]
     value = limits.answer_value_usd
     if value is None:
         passing = sorted(
@@ -224,9 +223,10 @@ def _exclusion(
     window = backend.resolved_context_window
     if needed_window > window:
         return f"context window {window} < {needed_window} tokens needed"
-    missing = sorted(need for need in facts.needs if not backend.supports(need))
-    if missing:
-        return f"lacks capability: {', '.join(missing)}"
+    if facts.needs:  # most requests need no capability
+        missing = sorted(need for need in facts.needs if not backend.supports(need))
+        if missing:
+            return f"lacks capability: {', '.join(missing)}"
     if not is_healthy(backend.name):
         return "circuit open after repeated failures"
     if limits.max_cost_usd is not None and candidate.estimated_cost_usd > limits.max_cost_usd:
