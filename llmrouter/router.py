@@ -32,7 +32,7 @@ from .errors import (
 from .ledger import CallRecord, SQLiteLedger, new_request_id, open_ledger
 from .policy import BackendConfig, Policy, load_policy
 from .resilience import Attempt, CallBudget, Retrier
-from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage
+from .responses import ChatCompletion, ChatCompletionChunk, RouterInfo, Usage, set_slot
 from .routing import (
     CircuitBreaker,
     ConversationMemory,
@@ -709,8 +709,8 @@ class Router:
             tokens_before_compression=call.tokens_before_compression,
             compression_saved_usd=call.compression_saved_usd,
         )
-        completion._router = info
-        completion._wire = wire
+        set_slot(completion, "_router", info)
+        set_slot(completion, "_wire", wire)
         if completion.choices:  # validated above: the first choice's message is a dict
             message = response["choices"][0]["message"]
             reply = {**message, "role": message.get("role") or "assistant"}
@@ -964,7 +964,7 @@ def _chunk(event: dict[str, Any], name: str) -> ChatCompletionChunk:
             f"backend {name!r} sent a stream event that is not a chat completion chunk",
             backend=name,
         ) from None
-    chunk._wire = event
+    set_slot(chunk, "_wire", event)
     return chunk
 
 
