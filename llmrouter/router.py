@@ -65,6 +65,7 @@ _ROUTER_OPTIONS = (
     "compress",
     "api_key_id",
 )
+_ROUTER_OPTION_NAMES = frozenset(_ROUTER_OPTIONS)
 
 
 @dataclass(slots=True)
@@ -83,6 +84,10 @@ class CallOptions:
     def take(cls, params: dict[str, Any]) -> CallOptions:
         """Remove router options from ``params`` (in place) and validate them."""
         options = cls(user=params.get("user"))
+        if options.user is not None and not isinstance(options.user, str):
+            raise InvalidRequest("user must be a string", param="user")
+        if _ROUTER_OPTION_NAMES.isdisjoint(params):  # the usual call: nothing else to check
+            return options
         for name in _ROUTER_OPTIONS:
             if name in params:
                 setattr(options, name, params.pop(name))
@@ -106,8 +111,6 @@ class CallOptions:
             options.tags = [t.strip() for t in options.tags.split(",") if t.strip()]
         if not isinstance(options.tags, list) or not all(isinstance(t, str) for t in options.tags):
             raise InvalidRequest("tags must be a list of strings", param="tags")
-        if options.user is not None and not isinstance(options.user, str):
-            raise InvalidRequest("user must be a string", param="user")
         if options.api_key_id is not None and not isinstance(options.api_key_id, str):
             raise InvalidRequest("api_key_id must be a string", param="api_key_id")
         return options

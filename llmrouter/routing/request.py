@@ -31,12 +31,15 @@ class RequestFacts:
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
     """Check the shape of ``messages`` and say precisely what is wrong."""
-    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+    # ``type(...) is`` first, here and below: an isinstance check against an ABC costs ~10x.
+    if type(messages) is not list and (
+        not isinstance(messages, Sequence) or isinstance(messages, (str, bytes))
+    ):
         raise InvalidRequest("messages must be a list of {role, content} objects", param="messages")
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise InvalidRequest(
                 f"messages[{index}] must be an object with 'role' and 'content'",
                 param=f"messages[{index}]",
@@ -99,9 +102,14 @@ def analyze_request(
     if images:
         needs.add("vision")
     response_format = params.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") in (
-        "json_object",
-        "json_schema",
+    if (
+        response_format is not None
+        and isinstance(response_format, Mapping)
+        and response_format.get("type")
+        in (
+            "json_object",
+            "json_schema",
+        )
     ):
         needs.add("json")
     max_tokens = params.get("max_completion_tokens") or params.get("max_tokens")
