@@ -138,7 +138,7 @@ def measure_spend(
 
 
 def _int(mapping: Any, key: str) -> int | None:
-    if not _is_mapping(mapping):
+    if mapping is None or not _is_mapping(mapping):  # most usages have no details (None)
         return None
     value = mapping.get(key)
     return value if isinstance(value, int) and value >= 0 else None
