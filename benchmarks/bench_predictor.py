@@ -3,7 +3,8 @@ probability() per backend.
 
 Short prompts: 5,000 distinct ~15-token chat prompts, profiled in a loop (mean per call,
 best of 5 passes; target <= 20 us). Long: p50/p99 over 2,000 calls (the router's budget is
-~300 us p50 for profile()). Usage: python benchmarks/bench_predictor.py
+~300 us p50 for profile()). Usage: python benchmarks/bench_predictor.py [WEIGHTS]
+(WEIGHTS: a weights stem or directory; default the shipped weights).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     started = time.perf_counter()
-    predictor = LearnedPredictor()
+    predictor = LearnedPredictor(sys.argv[1] if len(sys.argv) > 1 else None)
     print(f"load weights: {1e3 * (time.perf_counter() - started):.1f} ms (once per predictor)")
     text = PARAGRAPH
     while len(encode(text)) < 2000:

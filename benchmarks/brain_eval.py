@@ -11,12 +11,15 @@ Every routing figure is given for two decision rules (``llmrouter.brain.evaluati
 router's quality floor, and expected value (``p - price * cost``), under ``value_rule``.
 
 Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
-Fold weights are cached in build/brain-cv-v4/ (delete it to retrain); needs ../shared.
+                                      [--cache DIR] [--set KEY=VALUE ...]
+Fold weights are cached in build/brain-cv-v5/ (delete it to retrain); needs ../shared.
+``--set`` overrides a ``TrainConfig`` field for the fold brains (pair it with a new --cache).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import sys
@@ -347,13 +350,30 @@ def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v4")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v5")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig override for the fold brains (repeatable; use a fresh --cache)",
+    )
     args = parser.parse_args()
     global _config
-    _config = TrainConfig(max_iter=args.max_iter)
+    overrides: dict[str, Any] = {"max_iter": args.max_iter}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        default = getattr(TrainConfig(), key)
+        if isinstance(default, bool):
+            overrides[key] = value.lower() in ("1", "true", "yes")
+        elif default is None:  # optional floats
+            overrides[key] = None if value.lower() == "none" else float(value)
+        else:
+            overrides[key] = type(default)(value)
+    _config = dataclasses.replace(TrainConfig(), **overrides)
     if not args.shared.is_dir():
         print(f"skipped: {args.shared} is absent", file=sys.stderr)
         return 0

@@ -279,14 +279,24 @@ def test_calibrate_reports_by_a_value_policys_rule(
     from llmrouter.router import Router
 
     policy = files["dir"] / "value.yaml"
-    policy.write_text(
-        POLICY.replace("  quality_floor: 0.7\n", "  rule: value\n  answer_value_usd: 0.006\n")
-    )
     out = files["dir"] / "calibrated.yaml"
     args = ["--policy", str(policy), "--data", str(files["data"]), "--out", str(out)]
-    assert main(["calibrate", *args, "--json", "--no-progress"]) == 0
-    at = json.loads(capsys.readouterr().out)["at_floor"]
-    assert at["rule"] == "value" and at["answer_value_usd"] == 0.006 and at["quality_floor"] == 0
+    # An answer value at which both backends get calls (where it lies depends on the
+    # shipped weights): the first on a grid of $0.0005 steps.
+    for step in range(2, 60):
+        value = step / 2000
+        policy.write_text(
+            POLICY.replace(
+                "  quality_floor: 0.7\n", f"  rule: value\n  answer_value_usd: {value}\n"
+            )
+        )
+        assert main(["calibrate", *args, "--json", "--no-progress"]) == 0
+        at = json.loads(capsys.readouterr().out)["at_floor"]
+        if 0 < at["backends"]["big"]["share_at_floor"] < 1:
+            break
+    else:
+        pytest.fail("no answer_value_usd up to $0.03 sends calls to both backends")
+    assert at["rule"] == "value" and at["answer_value_usd"] == value and at["quality_floor"] == 0
     calibrated = load_policy(out)
     calibrated.cache.enabled = calibrated.ledger.enabled = False
     router = Router(calibrated)
@@ -295,6 +305,7 @@ def test_calibrate_reports_by_a_value_policys_rule(
     for name in ("small", "big"):
         share = at["backends"][name]["share_at_floor"]
         assert share == pytest.approx(chosen.count(name) / len(chosen), abs=1e-4)
-    assert 0 < at["backends"]["big"]["share_at_floor"] < 1  # both backends in use
     assert main(["calibrate", *args, "--no-progress"]) == 0
-    assert "by rule: value at answer_value_usd 0.006, on this sample:" in capsys.readouterr().out
+    assert (
+        f"by rule: value at answer_value_usd {value:g}, on this sample:" in capsys.readouterr().out
+    )

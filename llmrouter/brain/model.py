@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import mul, sub
+from operator import add, mul, sub
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -66,6 +66,11 @@ class BrainWeights:
     structural_mean: NDArray[np.float32]
     demand_mean: NDArray[np.float32]
     meta: dict[str, Any] = field(default_factory=dict)
+    # Category-conditioned structural effects (weights version 3): ``interaction[c, j, :]``
+    # adds ``demands[c] · structural[j]`` times that row to the difficulty and factor logits;
+    # ``interaction_mean[j]`` is feature j's mean such term on the training prompts.
+    interaction: NDArray[np.float32] | None = None
+    interaction_mean: NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         self.prepare()
@@ -108,6 +113,21 @@ class BrainWeights:
             v * float(m) for v, m in zip(self._cat_diff, self.demand_mean, strict=True)
         ]
         self._bias_wording = float(self.bias[0]) + float(self.meta.get("wording_mean", 0))
+        self._inter: NDArray[np.float64] | None = None
+        self._inter_mean = [0.0] * n
+        if self.interaction is not None:
+            inter = self.interaction[:, :k, :].astype(np.float16).astype(np.float32)
+            self.interaction = inter
+            c = inter.shape[0]
+            # One k x (c·(k + factors)) matrix: structural · it, shaped (c, k + factors) and
+            # weighted by the demands, gives in column j < k feature j's difficulty term and
+            # in the rest the factor terms (two small dot products per prompt).
+            per_feature = np.zeros((k, c, k))
+            per_feature[np.arange(k), :, np.arange(k)] = inter[:, :, 0].T
+            factor_terms = inter[:, :, _END:].transpose(1, 0, 2)
+            self._inter = np.concatenate([per_feature, factor_terms], axis=2).reshape(k, -1)
+            if self.interaction_mean is not None:
+                self._inter_mean = [float(v) for v in self.interaction_mean[:n]]
         self._center = float(self.meta.get("difficulty_center", 0.0))
         self._scale = float(self.meta.get("difficulty_scale", 1.0))
 
@@ -127,6 +147,8 @@ class BrainWeights:
         if meta.get("hash_bits") != HASH_BITS or tuple(meta.get("categories", ())) != CATEGORIES:
             raise ValueError(f"{stem}: weights were trained with another feature layout")
         return cls(
+            interaction=loaded.get("interaction"),
+            interaction_mean=loaded.get("interaction_mean"),
             embedding=loaded["embedding"],
             structural=loaded["structural"],
             bias=loaded["bias"],
@@ -140,8 +162,14 @@ class BrainWeights:
         """Write ``stem.npz`` (float16 embedding, to keep the package small) and ``stem.json``."""
         target = Path(stem)
         target.parent.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, Any] = {}
+        if self.interaction is not None:
+            extra["interaction"] = self.interaction
+            if self.interaction_mean is not None:
+                extra["interaction_mean"] = self.interaction_mean
         np.savez_compressed(
             target.with_suffix(".npz"),
+            **extra,
             embedding=self.embedding.astype(np.float16),
             structural=self.structural,
             bias=self.bias,
@@ -160,7 +188,11 @@ class BrainWeights:
     def logits(
         self, text: str, token_ids: Sequence[int]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
-        """(hashed part, structural vector, total logits) of one prompt."""
+        """(hashed part, structural vector, total logits) of one prompt.
+
+        The total leaves out the demand x structural terms (``interaction``), which need the
+        demands first: ``state_numpy`` adds them.
+        """
         buckets = hashed_ngrams(token_ids)
         if buckets.shape[0]:
             # take + dot: summing a (n, 6) gather along axis 0 is ~10x slower in numpy.
@@ -238,10 +270,19 @@ class BrainWeights:
         )
         # w·(x - mean) as w·x - w·mean, with the products by the means computed at load.
         values = list(map(sub, map(mul, self._struct_w0, struct), self._struct_w0_mean))
+        factors = total[_END:]
+        if self._inter is not None:
+            k = self._n_struct
+            by_category = coef[count : count + k].dot(self._inter).reshape(len(demands), -1)
+            extra: list[float] = np.dot(demands, by_category).tolist()
+            per_feature = extra[:k]
+            difficulty += sum(per_feature)
+            values = list(map(add, values, map(sub, per_feature, self._inter_mean)))
+            factors = list(map(add, factors, extra[k:]))
         values += map(sub, map(mul, self._cat_diff, demands), self._cat_diff_mean)
         # The n-gram part of the difficulty logit: the total less its structural part and bias.
         values.append(total[0] - sum(map(mul, struct, self._struct_w0)) - self._bias_wording)
-        return PromptState(difficulty, demands, tuple(total[_END:])), values
+        return PromptState(difficulty, demands, tuple(factors)), values
 
     def state_numpy(
         self, text: str, token_ids: Sequence[int]
@@ -256,13 +297,21 @@ class BrainWeights:
         # Whole-array arithmetic, then tolist(): per-element numpy scalars cost ~30 µs a call.
         n = min(len(STRUCTURAL_NAMES), struct.shape[0], self.structural_mean.shape[0])
         structural = self.structural[:n, 0] * (struct[:n] - self.structural_mean[:n])
+        factors = total[end:]
+        if self.interaction is not None:
+            k = self.interaction.shape[1]
+            # demands ⊗ structural times the interaction rows, per logit column.
+            terms = np.einsum("c,j,cjw->jw", demands, struct[:k], self.interaction)
+            difficulty += float(terms[:, 0].sum())
+            structural = structural + terms[:n, 0] - np.asarray(self._inter_mean[:n])
+            factors = factors + terms[:, end:].sum(axis=0)
         by_demand = self.category_difficulty * (demands - self.demand_mean)
         contributions = list(zip(STRUCTURAL_NAMES, structural.tolist(), strict=False))
         contributions += zip(CATEGORIES, by_demand.tolist(), strict=True)
         contributions.append(
             ("wording", float(hashed[0]) - float(self.meta.get("wording_mean", 0)))
         )
-        state = PromptState(difficulty, tuple(demands.tolist()), tuple(total[end:].tolist()))
+        state = PromptState(difficulty, tuple(demands.tolist()), tuple(factors.tolist()))
         return state, contributions
 
     def complexity(self, difficulty: float) -> float:

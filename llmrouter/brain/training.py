@@ -1,8 +1,9 @@
 """Fit the brain from labelled prompts: a demand classifier, then an item-response model.
 
 Stage 1 learns demand categories (maths, code, ...) from the task labels the data carries.
-Stage 2 fits, jointly by L-BFGS, the prompt difficulty (linear in the same features plus the
-demands) and each training model's ability and per-demand skill:
+Stage 2 fits, jointly by L-BFGS, the prompt difficulty (linear in the same features, the
+demands and the demand x structural products) and each training model's ability and
+per-demand skill:
 
     P(model m answers prompt i well) = sigmoid(ability_m + skills_m · demands_i - difficulty_i)
 
@@ -62,6 +63,14 @@ class TrainConfig:
     # bucket's weight can only memorise its few prompts. 5 was tried (docs/brain.md) and
     # did not win in cross-validation, so the default (1) keeps every bucket seen.
     min_df: int = 1
+    # Category-conditioned structural effects: the difficulty (and, with
+    # ``interaction_factors``, the prompt factors) also get a term demands ⊗ structural, so
+    # what makes a prompt hard can depend on its kind (length in a word problem, not in a
+    # trivia question). The L2 of those weights; 0.0 turns the terms off (weights version 2).
+    l2_interaction: float = 1e-4
+    interaction_factors: bool = True
+    # L2 of the factor columns' interaction weights (None: ``l2_interaction``).
+    l2_interaction_factors: float | None = None
     rating_anchors: tuple[tuple[str, float], ...] = (
         ("gpt-4-1106-preview", 0.9),
         ("mistral-7b-chat", 0.35),
@@ -126,6 +135,18 @@ def _drop_common(feats: FeatureMatrix, max_df: float) -> FeatureMatrix:
     hashed.data[common[hashed.indices]] = 0.0
     hashed.eliminate_zeros()
     return FeatureMatrix(hashed, feats.structural, feats.texts)
+
+
+def _dense(structural: FloatArray, demands: FloatArray, config: TrainConfig) -> FloatArray:
+    """The IRT's dense features: structural, then (if enabled) demands ⊗ structural.
+
+    Column ``k + c·k + j`` is ``demands[c] · structural[j]`` (``BrainWeights.interaction``
+    stores the weights of these columns as ``[c, j]``).
+    """
+    if not config.l2_interaction:
+        return structural
+    outer = (demands[:, :, None] * structural[:, None, :]).reshape(structural.shape[0], -1)
+    return np.hstack([structural, outer])
 
 
 def _softmax(z: FloatArray) -> FloatArray:
@@ -250,8 +271,21 @@ def _fit_irt(
     # Buckets absent from the data keep weight 0 anyway; leaving them out is exact and fast.
     df = np.bincount(feats.hashed.indices, minlength=feats.hashed.shape[1])
     columns = np.flatnonzero(df >= max(config.min_df, 1))
-    x, s = feats.hashed[:, columns], feats.structural
+    x, s = feats.hashed[:, columns], _dense(feats.structural, demands, config)
     xt = x.T.tocsr()
+    k0 = feats.structural.shape[1]
+    # Per-weight L2 of the dense block: main effects, then the demand x structural terms.
+    l2_s = np.full(s.shape[1], config.l2_structural)
+    l2_s[k0:] = config.l2_interaction
+    l2_sf = np.full((s.shape[1], 1), config.l2_factor_prompt)
+    sf_mask = np.ones((s.shape[1], 1))
+    if not config.interaction_factors:
+        sf_mask[k0:] = 0.0
+    l2_sf[k0:] = (
+        config.l2_interaction
+        if config.l2_interaction_factors is None
+        else config.l2_interaction_factors
+    )
     n, d = x.shape
     k, c, m, f = s.shape[1], len(CATEGORIES), len(obs.models), config.factors
     w = obs.weight / obs.weight.sum()
@@ -273,7 +307,7 @@ def _fit_irt(
         wh, ws, b0, v, ability, skills_flat, disc_flat, e_flat, sf_flat, u_flat = unpack(theta)
         skills = skills_flat.reshape(m, c) * real[:, None]
         disc = 1.0 + disc_flat * real
-        emb, sf = e_flat.reshape(d, f), sf_flat.reshape(k, f)
+        emb, sf = e_flat.reshape(d, f), sf_flat.reshape(k, f) * sf_mask
         loadings = u_flat.reshape(m, f) * real[:, None]
         difficulty = x @ wh + s @ ws + b0[0] + demands @ v
         factors = x @ emb + s @ sf
@@ -290,11 +324,11 @@ def _fit_irt(
         value = -float(
             (w * (obs.target * np.log(p + eps) + (1 - obs.target) * np.log(1 - p + eps))).sum()
         )
-        value += config.l2_hashed * float(wh @ wh) + config.l2_structural * float(ws @ ws)
+        value += config.l2_hashed * float(wh @ wh) + float((l2_s * ws) @ ws)
         value += config.l2_skills * float((skills**2).sum()) + config.l2_category * float(v @ v)
         value += 1e-6 * float(ability @ ability)
         value += config.l2_discrimination * float((disc_flat * real) @ disc_flat)
-        value += config.l2_factor_prompt * float((e_flat @ e_flat) + (sf_flat @ sf_flat))
+        value += config.l2_factor_prompt * float(e_flat @ e_flat) + float((l2_sf * sf**2).sum())
         value += config.l2_factor_model * float((loadings**2).sum())
         g = w * (p - obs.target)
         g_diff = -np.bincount(obs.prompt, weights=g * disc[obs.model], minlength=n)
@@ -305,14 +339,14 @@ def _fit_irt(
         g_disc = (2 * config.l2_discrimination * disc_flat - by_model) * real
         g_factors = per_prompt(g[:, None] * obs_loadings)
         g_emb = xt @ g_factors + 2 * config.l2_factor_prompt * emb
-        g_sf = s.T @ g_factors + 2 * config.l2_factor_prompt * sf
+        g_sf = (s.T @ g_factors + 2 * l2_sf * sf) * sf_mask
         g_u = (per_model(g[:, None] * obs_factors) + 2 * config.l2_factor_model * loadings) * real[
             :, None
         ]
         grad = np.concatenate(
             [
                 xt @ g_diff + 2 * config.l2_hashed * wh,
-                s.T @ g_diff + 2 * config.l2_structural * ws,
+                s.T @ g_diff + 2 * l2_s * ws,
                 [g_diff.sum()],
                 demands.T @ g_diff + 2 * config.l2_category * v,
                 g_ability,
@@ -345,7 +379,7 @@ def _fit_irt(
         "skills": skills_flat.reshape(m, c) * real[:, None],
         "discrimination": 1.0 + disc_flat * real,
         "factor_hashed": factor_hashed,
-        "factor_structural": sf_flat.reshape(k, f),
+        "factor_structural": sf_flat.reshape(k, f) * sf_mask,
         "loadings": u_flat.reshape(m, f) * real[:, None],
         "loss": value,
         "iterations": iterations,
@@ -374,9 +408,11 @@ def train(
     if obs.prompt.shape[0] == 0:
         raise ValueError("no scores or levels in the training data")
     fit = _fit_irt(feats, demands, obs, config)
+    dense = _dense(feats.structural, demands, config)
+    k0 = feats.structural.shape[1]
     difficulty = (
         feats.hashed @ fit["hashed"]
-        + feats.structural @ fit["structural"]
+        + dense @ fit["structural"]
         + fit["bias"]
         + demands @ fit["category_difficulty"]
     )
@@ -386,9 +422,7 @@ def train(
     # now means the ability at an average prompt, which is what the rating anchors and a
     # new backend (no loadings) need.
     factor_mean = np.asarray(
-        (feats.hashed @ fit["factor_hashed"] + feats.structural @ fit["factor_structural"]).mean(
-            axis=0
-        )
+        (feats.hashed @ fit["factor_hashed"] + dense @ fit["factor_structural"]).mean(axis=0)
     ).ravel()
     fit["ability"] = fit["ability"] + fit["loadings"] @ factor_mean
     models = {
@@ -428,9 +462,21 @@ def train(
         },
     }
     embedding = np.column_stack([fit["hashed"], emb_c, fit["factor_hashed"]]).astype(np.float32)
-    structural = np.column_stack([fit["structural"], struct_c, fit["factor_structural"]]).astype(
-        np.float32
-    )
+    structural = np.column_stack(
+        [fit["structural"][:k0], struct_c, fit["factor_structural"][:k0]]
+    ).astype(np.float32)
+    interaction = interaction_mean = None
+    if dense.shape[1] > k0:
+        # [category, structural feature, logit column]; the demand columns stay 0 (the
+        # demands are computed before this term, from the n-grams and structural features).
+        n_cat, width = len(CATEGORIES), structural.shape[1]
+        interaction = np.zeros((n_cat, k0, width), dtype=np.float32)
+        interaction[:, :, 0] = fit["structural"][k0:].reshape(n_cat, k0)
+        interaction[:, :, 1 + n_cat :] = fit["factor_structural"][k0:].reshape(n_cat, k0, -1)
+        meta["version"] = 3
+        # Each structural feature's mean interaction contribution to the difficulty.
+        by_feature = (demands @ interaction[:, :, 0]) * feats.structural
+        interaction_mean = by_feature.mean(axis=0).astype(np.float32)
     return BrainWeights(
         embedding=embedding,
         structural=structural,
@@ -439,6 +485,8 @@ def train(
         structural_mean=feats.structural.mean(axis=0).astype(np.float32),
         demand_mean=demands.mean(axis=0).astype(np.float32),
         meta=meta,
+        interaction=interaction,
+        interaction_mean=interaction_mean,
     )
 
 
