@@ -102,15 +102,12 @@ def analyze_request(
     if images:
         needs.add("vision")
     response_format = params.get("response_format")
-    if (
-        response_format is not None
-        and isinstance(response_format, Mapping)
-        and response_format.get("type")
-        in (
-            "json_object",
-            "json_schema",
-        )
-    ):
+    format_type = (
+        response_format.get("type")
+        if response_format is not None and isinstance(response_format, Mapping)
+        else None
+    )
+    if format_type in ("json_object", "json_schema"):
         needs.add("json")
     max_tokens = params.get("max_completion_tokens") or params.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
