@@ -1,18 +1,21 @@
 """Measure every target of the routing-brain issue on prompts the brain did not train on.
 
-Protocol: 5-fold cross-validation by prompt (folds by a hash of the normalised prompt text,
-so duplicates share a fold) over all shared sets at once; each prompt is scored by the
-brain trained on the other four folds. The calibration-under-shift experiment uses a brain
-trained without RouteLLM and RouterBench at all (their models and prompts are unseen), then
-calibrates from 100 prompts of one task and routes another; the share it predicts is read
-both on the labelled sample and on 100 unlabelled prompts of the target task (traffic).
+Protocol: 5-fold cross-validation by prompt over all shared sets at once; each prompt is
+scored by the brain trained on the other four folds. Folds come from
+``llmrouter.brain.folds.fold_groups``: prompts that share a rare 12-word run (the same
+question wrapped differently in two sets, e.g. GSM8K's test questions inside the LLMRouter
+set) share a fold, so no brain is scored on a question it trained on. The
+calibration-under-shift experiment uses a brain trained without RouteLLM and RouterBench at
+all (their models and prompts are unseen), then calibrates from 100 prompts of one task and
+routes another; the share it predicts is read both on the labelled sample and on 100
+unlabelled prompts of the target task (traffic).
 
 Every routing figure is given for two decision rules (``llmrouter.brain.evaluation``): the
 router's quality floor, and expected value (``p - price * cost``), under ``value_rule``.
 
 Usage: python benchmarks/brain_eval.py [--shared ../shared/data] [--jobs 2] [--json]
                                       [--cache DIR] [--set KEY=VALUE ...]
-Fold weights are cached in build/brain-cv-v5/ (delete it to retrain); needs ../shared.
+Fold weights are cached in build/brain-cv-v6/ (delete it to retrain); needs ../shared.
 ``--set`` overrides a ``TrainConfig`` field for the fold brains (pair it with a new --cache).
 """
 
@@ -24,6 +27,7 @@ import json
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +40,21 @@ from llmrouter.brain.abilities import BackendParams, rating_ability, resolve_par
 from llmrouter.brain.calibration import fit_backend  # noqa: E402
 from llmrouter.brain.convert import llmrouter_prices, load_shared  # noqa: E402
 from llmrouter.brain.dataset import Record  # noqa: E402
-from llmrouter.brain.evaluation import EvalMatrix, decide, default_floors, evaluate  # noqa: E402
+from llmrouter.brain.evaluation import (  # noqa: E402
+    EvalMatrix,
+    decide,
+    decide_value,
+    default_floors,
+    default_prices,
+    evaluate,
+)
+from llmrouter.brain.folds import fold_groups  # noqa: E402
 from llmrouter.brain.model import BrainWeights, PromptState  # noqa: E402
 from llmrouter.brain.predictor import LearnedPredictor  # noqa: E402
 from llmrouter.brain.training import (  # noqa: E402
     FeatureMatrix,
     TrainConfig,
     featurize,
-    fold_of,
     train,
 )
 from llmrouter.tokens import count_text_tokens, encode  # noqa: E402
@@ -84,13 +95,39 @@ def _probs(states: list[PromptState], params: list[list[BackendParams]]) -> np.n
     )
 
 
+def _interval(
+    data: EvalMatrix, metric: Callable[[EvalMatrix], float | None], reps: int, seed: int = 0
+) -> list[float] | None:
+    """The 5th and 95th percentiles of ``metric`` over ``reps`` resamples of the prompts,
+    predictions held fixed: how much of a figure is the luck of this evaluation set. A
+    resample on which the metric is undefined (the target is never reached) counts as 1.0."""
+    if reps <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    n = data.scores.shape[0]
+    values = []
+    for _ in range(reps):
+        rows = rng.integers(0, n, n)
+        sample = EvalMatrix(
+            backends=data.backends,
+            scores=data.scores[rows],
+            costs=data.costs[rows],
+            expected_cost=data.expected_cost[rows],
+            probs=data.probs[rows],
+        )
+        value = metric(sample)
+        values.append(1.0 if value is None else value)
+    low, high = np.percentile(values, [5, 95])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 class CrossValidation:
     def __init__(self, sets: dict[str, list[Record]], cache: Path, jobs: int) -> None:
         global _records, _feats
         self.sets = sets
         self.records = [r for rs in sets.values() for r in rs]
         self.set_of = [name for name, rs in sets.items() for _ in rs]
-        self.fold = np.asarray([fold_of(r.text) for r in self.records])
+        self.fold = np.asarray(fold_groups([r.text for r in self.records]))
         _records = self.records
         started = time.perf_counter()
         _feats = featurize([r.text for r in self.records])
@@ -143,7 +180,24 @@ class CrossValidation:
         )
 
 
-def routellm(cv: CrossValidation) -> dict[str, Any]:
+def _fewer_strong_calls(rule: str) -> Callable[[EvalMatrix], float | None]:
+    def metric(data: EvalMatrix) -> float | None:
+        floors = default_floors(data.probs) if rule == "floor" else None
+        two = evaluate(data, floors, reference=GPT4, rule=rule)["two_model"]
+        return two["fewer_strong_calls_at_target"]
+
+    return metric
+
+
+def _cost_to_target(rule: str) -> Callable[[EvalMatrix], float | None]:
+    def metric(data: EvalMatrix) -> float | None:
+        floors = default_floors(data.probs) if rule == "floor" else None
+        return evaluate(data, floors, reference=GPT4, rule=rule)["router"]["cost_to_target"]
+
+    return metric
+
+
+def routellm(cv: CrossValidation, reps: int) -> dict[str, Any]:
     """Mixtral vs GPT-4, cost in units of one Mixtral call (GPT-4 = 10 units)."""
     out = {}
     for name in ("routellm_mmlu", "routellm_gsm8k", "routellm_mt_bench"):
@@ -158,12 +212,18 @@ def routellm(cv: CrossValidation) -> dict[str, Any]:
             "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
             "mixtral_quality": report["baselines"]["single"][MIXTRAL]["quality"],
             "fewer_gpt4_calls_at_95pct": two["fewer_strong_calls_at_target"],
+            "fewer_gpt4_calls_at_95pct_interval90": _interval(
+                data, _fewer_strong_calls("floor"), reps
+            ),
             "random_fewer_gpt4_calls_at_95pct": 1 - two["random"]["strong_calls_at_target"],
             "apgr": two["apgr"],
             "cpt50": two["cpt50"],
             "cpt80": two["cpt80"],
             "value_rule": {
                 "fewer_gpt4_calls_at_95pct": value["fewer_strong_calls_at_target"],
+                "fewer_gpt4_calls_at_95pct_interval90": _interval(
+                    data, _fewer_strong_calls("value"), reps
+                ),
                 "apgr": value["apgr"],
                 "cpt50": value["cpt50"],
                 "cpt80": value["cpt80"],
@@ -172,7 +232,7 @@ def routellm(cv: CrossValidation) -> dict[str, Any]:
     return out
 
 
-def routerbench(cv: CrossValidation) -> dict[str, Any]:
+def routerbench(cv: CrossValidation, reps: int) -> dict[str, Any]:
     """Real USD costs; the router decides on each model's mean cost in the training folds."""
     out = {}
     names = [n for n in cv.sets if n.startswith("routerbench_")]
@@ -199,10 +259,14 @@ def routerbench(cv: CrossValidation) -> dict[str, Any]:
             "aiq_oracle": report["baselines"]["oracle"]["aiq"],
             "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
             "cost_to_95pct_gpt4_router": report["router"]["cost_to_target"],
+            "cost_to_95pct_gpt4_router_interval90": _interval(data, _cost_to_target("floor"), reps),
             "cost_to_95pct_gpt4_zero_router": report["baselines"]["zero_router"]["cost_to_target"],
             "value_rule": {
                 "aiq_router": value["aiq"],
                 "cost_to_95pct_gpt4_router": value["cost_to_target"],
+                "cost_to_95pct_gpt4_router_interval90": _interval(
+                    data, _cost_to_target("value"), reps
+                ),
             },
         }
     return out
@@ -253,6 +317,28 @@ def math_levels(cv: CrossValidation) -> dict[str, Any]:
     }
 
 
+def _operating_point(
+    p_cal: np.ndarray, y_cal: np.ndarray, exp_cal: np.ndarray, goal: float, rule: str
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The cheapest setting of the rule's knob that reaches ``goal`` on the labelled sample,
+    as a chooser: the floor rule's highest floor, the value rule's highest price (that is,
+    the lowest ``answer_value_usd``)."""
+    rows = np.arange(len(p_cal))
+    if rule == "floor":
+        floor = 1.0
+        for f in default_floors(p_cal):
+            if y_cal[rows, decide(p_cal, exp_cal, f)].mean() >= goal:
+                floor = f
+                break
+        return lambda p, c: decide(p, c, floor)
+    price = 0.0
+    for candidate in reversed(default_prices(p_cal, exp_cal)):
+        if y_cal[rows, decide_value(p_cal, exp_cal, candidate)].mean() >= goal:
+            price = candidate
+            break
+    return lambda p, c: decide_value(p, c, price)
+
+
 def _shift_once(
     predictor: LearnedPredictor,
     calib: list[Record],
@@ -260,6 +346,7 @@ def _shift_once(
     traffic: list[Record],
     models: list[str],
     cost: np.ndarray,
+    rule: str,
 ) -> dict[str, float]:
     prior = BackendParams(rating_ability(0.5, predictor.weights.meta))
     s_cal = predictor.states([r.text for r in calib])
@@ -267,29 +354,21 @@ def _shift_once(
     y_cal = np.asarray([[r.scores[m] for m in models] for r in calib])
     strongest = int(np.argmax(y_cal.mean(axis=0)))
     p_cal = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_cal])
-    exp_cal = np.tile(cost, (len(calib), 1))
-    # The operating floor: the cheapest floor reaching 95% of the strongest's sample quality.
-    goal = 0.95 * y_cal[:, strongest].mean()
-    floor = 1.0
-    for f in default_floors(p_cal):
-        choice = decide(p_cal, exp_cal, f)
-        if y_cal[np.arange(len(calib)), choice].mean() >= goal:
-            floor = f
-            break
-    predicted_share = float((decide(p_cal, exp_cal, floor) == strongest).mean())
+    # The operating point: the cheapest reaching 95% of the strongest's sample quality.
+    choose = _operating_point(
+        p_cal, y_cal, np.tile(cost, (len(calib), 1)), 0.95 * y_cal[:, strongest].mean(), rule
+    )
+    predicted_share = float((choose(p_cal, np.tile(cost, (len(calib), 1))) == strongest).mean())
     # What `calibrate` reports for unlabelled traffic records: the share on those prompts.
     s_tr = predictor.states([r.text for r in traffic])
     p_tr = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_tr])
-    traffic_share = float(
-        (decide(p_tr, np.tile(cost, (len(traffic), 1)), floor) == strongest).mean()
-    )
+    traffic_share = float((choose(p_tr, np.tile(cost, (len(traffic), 1))) == strongest).mean())
     s_t = predictor.states([r.text for r in target])
     p_t = np.asarray([[predictor.probability_of(s, p) for p in params] for s in s_t])
-    choice = decide(p_t, np.tile(cost, (len(target), 1)), floor)
+    choice = choose(p_t, np.tile(cost, (len(target), 1)))
     y_t = np.asarray([[r.scores[m] for m in models] for r in target])
     rows = np.arange(len(target))
     return {
-        "floor": floor,
         "predicted_strong_share": predicted_share,
         "traffic_strong_share": traffic_share,
         "realised_strong_share": float((choice == strongest).mean()),
@@ -312,45 +391,49 @@ def calibration_shift(cv: CrossValidation, seeds: int = 5) -> dict[str, Any]:
     two = [MIXTRAL, GPT4]
     for a, b in (("routellm_mmlu", "routellm_gsm8k"), ("routellm_gsm8k", "routellm_mmlu")):
         pairs.append((a, b, two, np.asarray([1.0, 10.0])))
-    out = {}
-    for a, b, models, cost in pairs:
-        pool_a = [r for r in cv.sets[a] if set(models) <= set(r.scores)]
-        pool_b = [r for r in cv.sets[b] if set(models) <= set(r.scores)]
-        runs = []
-        for seed in range(seeds):
-            rng = np.random.default_rng(seed)
-            calib = [pool_a[i] for i in rng.choice(len(pool_a), 100, replace=False)]
-            # 100 unlabelled prompts of B (the traffic sample), disjoint from those routed.
-            order = rng.permutation(len(pool_b))
-            traffic = [pool_b[i] for i in order[:100]]
-            target = [pool_b[i] for i in order[100 : 100 + min(500, len(pool_b) - 100)]]
-            runs.append(_shift_once(predictor, calib, target, traffic, models, cost))
-        gaps = [abs(r["realised_strong_share"] - r["predicted_strong_share"]) for r in runs]
-        t_gaps = [abs(r["realised_strong_share"] - r["traffic_strong_share"]) for r in runs]
-        out[f"{a} -> {b}"] = {
-            "mean_abs_share_gap_points": round(100 * float(np.mean(gaps)), 1),
-            "max_abs_share_gap_points": round(100 * float(np.max(gaps)), 1),
-            "traffic_mean_abs_share_gap_points": round(100 * float(np.mean(t_gaps)), 1),
-            "traffic_max_abs_share_gap_points": round(100 * float(np.max(t_gaps)), 1),
-            "predicted_strong_share": round(
-                float(np.mean([r["predicted_strong_share"] for r in runs])), 3
-            ),
-            "traffic_strong_share": round(
-                float(np.mean([r["traffic_strong_share"] for r in runs])), 3
-            ),
-            "realised_strong_share": round(
-                float(np.mean([r["realised_strong_share"] for r in runs])), 3
-            ),
-            "predicted_quality": round(float(np.mean([r["predicted_quality"] for r in runs])), 3),
-            "realised_quality": round(float(np.mean([r["realised_quality"] for r in runs])), 3),
-        }
+    out: dict[str, Any] = {}
+    for rule in ("floor", "value"):
+        for a, b, models, cost in pairs:
+            pool_a = [r for r in cv.sets[a] if set(models) <= set(r.scores)]
+            pool_b = [r for r in cv.sets[b] if set(models) <= set(r.scores)]
+            runs = []
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                calib = [pool_a[i] for i in rng.choice(len(pool_a), 100, replace=False)]
+                # 100 unlabelled prompts of B (the traffic sample), disjoint from those routed.
+                order = rng.permutation(len(pool_b))
+                traffic = [pool_b[i] for i in order[:100]]
+                target = [pool_b[i] for i in order[100 : 100 + min(500, len(pool_b) - 100)]]
+                runs.append(_shift_once(predictor, calib, target, traffic, models, cost, rule))
+            key = f"{a} -> {b}" if rule == "floor" else f"value_rule: {a} -> {b}"
+            out[key] = _shift_summary(runs)
     return out
+
+
+def _shift_summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    gaps = [abs(r["realised_strong_share"] - r["predicted_strong_share"]) for r in runs]
+    t_gaps = [abs(r["realised_strong_share"] - r["traffic_strong_share"]) for r in runs]
+
+    def mean(key: str) -> float:
+        return round(float(np.mean([r[key] for r in runs])), 3)
+
+    return {
+        "mean_abs_share_gap_points": round(100 * float(np.mean(gaps)), 1),
+        "max_abs_share_gap_points": round(100 * float(np.max(gaps)), 1),
+        "traffic_mean_abs_share_gap_points": round(100 * float(np.mean(t_gaps)), 1),
+        "traffic_max_abs_share_gap_points": round(100 * float(np.max(t_gaps)), 1),
+        "predicted_strong_share": mean("predicted_strong_share"),
+        "traffic_strong_share": mean("traffic_strong_share"),
+        "realised_strong_share": mean("realised_strong_share"),
+        "predicted_quality": mean("predicted_quality"),
+        "realised_quality": mean("realised_quality"),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v5")
+    parser.add_argument("--cache", type=Path, default=REPO / "build" / "brain-cv-v6")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--max-iter", type=int, default=TrainConfig().max_iter)
@@ -360,6 +443,13 @@ def main() -> int:
         default=[],
         metavar="KEY=VALUE",
         help="a TrainConfig override for the fold brains (repeatable; use a fresh --cache)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=100,
+        metavar="N",
+        help="prompt resamples for the 90%% intervals of the headline figures (0: none)",
     )
     args = parser.parse_args()
     global _config
@@ -379,8 +469,8 @@ def main() -> int:
         return 0
     cv = CrossValidation(load_shared(args.shared), args.cache, args.jobs)
     results = {
-        "routellm": routellm(cv),
-        "routerbench": routerbench(cv),
+        "routellm": routellm(cv, args.bootstrap),
+        "routerbench": routerbench(cv, args.bootstrap),
         "llmrouter": llmrouter_set(cv, args.shared),
         "math": math_levels(cv),
         "calibration_shift": calibration_shift(cv),

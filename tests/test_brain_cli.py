@@ -133,6 +133,36 @@ def test_calibrate_reports_shares_on_unlabelled_traffic(
     )
 
 
+def test_calibrate_judges_a_conversation_by_its_last_user_message(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the router does: earlier turns change the prompt's token count, not its judgement,
+    so a conversation calibrates exactly as its last user message alone does."""
+    records = _records(120, 0, -1.0)
+    chats = [
+        {
+            **{k: v for k, v in r.items() if k != "prompt"},
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": f"{HARD} Also: {EASY}"},
+                {"role": "assistant", "content": "Noted."},
+                {"role": "user", "content": r["prompt"]},
+            ],
+        }
+        for r in records
+    ]
+    fitted = []
+    for name, rows in (("alone", records), ("chats", chats)):
+        data = files["dir"] / f"{name}.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        out = files["dir"] / f"{name}.yaml"
+        args = ["--policy", str(files["policy"]), "--data", str(data), "--out", str(out)]
+        assert main(["calibrate", *args, "--json", "--no-progress"]) == 0
+        capsys.readouterr()
+        fitted.append([b["calibration"] for b in yaml.safe_load(out.read_text())["backends"]])
+    assert fitted[0] == fitted[1]
+
+
 def test_eval_reports_curve_metrics_and_baselines(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

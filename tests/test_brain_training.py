@@ -11,13 +11,13 @@ import pytest
 
 from llmrouter.brain.abilities import resolve_params
 from llmrouter.brain.dataset import Record
+from llmrouter.brain.folds import fold_groups, fold_of
 from llmrouter.brain.model import CATEGORIES, BrainWeights, PromptState
 from llmrouter.brain.predictor import LearnedPredictor
 from llmrouter.brain.training import (
     TrainConfig,
     _drop_common,
     featurize,
-    fold_of,
     plain_ability,
     train,
 )
@@ -111,6 +111,32 @@ def test_levels_alone_train_a_difficulty_scale() -> None:
 def test_folds_are_stable_and_whitespace_blind() -> None:
     assert fold_of("What is  2+2?") == fold_of("What is 2+2?")
     assert {fold_of(f"prompt {i}") for i in range(100)} == set(range(5))
+
+
+def _question(i: int) -> str:
+    rng = random.Random(i)
+    words = [rng.choice(EASY + HARD) for _ in range(20)]
+    return f"Question {i}: " + " ".join(words) + "?"
+
+
+def test_fold_groups_keep_a_question_and_its_rewrapped_copy_together() -> None:
+    """The same question in two sets, once bare and once under a shared few-shot template
+    with an answer-format line: the copies share a fold whatever their exact-text folds."""
+    template = "Answer like the examples. " + " ".join(EASY * 3) + "\n\n"
+    bare = [_question(i) for i in range(200)]
+    wrapped = [f"{template}{q.upper()}\nPut your final answer in \\boxed{{}}." for q in bare]
+    texts = bare + wrapped
+    folds = fold_groups(texts)
+    assert folds[:200] == folds[200:]
+    # The copies' own folds disagree often: without the grouping they would leak.
+    assert sum(fold_of(b) != fold_of(w) for b, w in zip(bare, wrapped, strict=True)) > 100
+    # A prompt without copies keeps its own fold, and the template joins nothing:
+    # every fold still gets prompts.
+    lone = "A question nobody else asks, about " + " ".join(HARD) + " and more words here"
+    assert fold_groups([*texts, lone])[-1] == fold_of(lone)
+    assert set(folds) == set(range(5))
+    # The assignment does not depend on the order of the prompts.
+    assert fold_groups(texts[::-1])[::-1] == folds
 
 
 def test_factors_learn_a_prompt_by_model_interaction() -> None:

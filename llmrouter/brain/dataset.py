@@ -46,6 +46,11 @@ class Record:
     level: int | None = None
     messages: list[dict[str, Any]] | None = None
 
+    def chat(self) -> list[dict[str, Any]]:
+        """The record as a request's messages: its own, else its prompt as one user message
+        (how ``eval`` and ``calibrate`` hand it to the router's request analysis)."""
+        return self.messages or [{"role": "user", "content": self.text}]
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
         if self.messages is not None:

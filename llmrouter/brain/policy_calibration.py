@@ -64,8 +64,19 @@ def calibrate_policy(
     predictor: LearnedPredictor,
     progress: Callable[[int], None] | None = None,
 ) -> CalibrationResult:
-    """Fit each backend with ≥ MIN_SAMPLES scored prompts; leave the others untouched."""
-    states = predictor.states([r.text for r in records], progress)
+    """Fit each backend with ≥ MIN_SAMPLES scored prompts; leave the others untouched.
+
+    Each record is read as the router reads a request (``analyze_request`` of its chat): the
+    predictor judges its last user message, as ``route()`` and ``llmrouter eval`` do, so the
+    abilities fitted here are on the footing the router will use them on."""
+    from llmrouter.routing import analyze_request
+
+    requests = [analyze_request(r.chat(), {}) for r in records]
+    states = []
+    for facts in requests:
+        states.append(predictor.weights.state(facts.focus_text, facts.focus_ids)[0])
+        if progress is not None:
+            progress(1)
     result = CalibrationResult(raw=copy.deepcopy(raw))
     raw_backends = result.raw.get("backends") or []
     final: list[BackendParams] = []
@@ -87,13 +98,15 @@ def calibrate_policy(
         for entry in raw_backends:
             if isinstance(entry, dict) and entry.get("name") == backend.name:
                 entry["calibration"] = fitted.as_mapping()
-    result.summary = _summary(policy, records, states, predictor, final)
+    tokens = [facts.prompt_tokens for facts in requests]
+    result.summary = _summary(policy, records, tokens, states, predictor, final)
     return result
 
 
 def _summary(
     policy: Policy,
     records: Sequence[Record],
+    prompt_tokens: Sequence[int],
     states: Sequence[PromptState],
     predictor: LearnedPredictor,
     params: Sequence[BackendParams],
@@ -111,7 +124,7 @@ def _summary(
         floor = routing.quality_floor
         choice = decide(probs, expected, floor)
     else:
-        expected = _router_costs(records, policy.backends, routing.expected_output_tokens)
+        expected = _router_costs(prompt_tokens, policy.backends, routing.expected_output_tokens)
         floor = routing.value_floor
         choice = decide_value(probs, expected, 1.0 / worth, floor)
     rows = np.arange(len(records))
@@ -156,17 +169,14 @@ def _summary(
 
 
 def _router_costs(
-    records: Sequence[Record], backends: Sequence[BackendConfig], output_tokens: int
+    prompt_tokens: Sequence[int], backends: Sequence[BackendConfig], output_tokens: int
 ) -> np.ndarray:
-    """What the router estimates each record costs on each backend (its chat, framing
-    tokens included), as ``llmrouter eval`` does: the value rule weighs these."""
-    from llmrouter.routing import analyze_request
+    """What the router estimates each record costs on each backend (its chat's prompt tokens,
+    framing included), as ``llmrouter eval`` does: the value rule weighs these."""
     from llmrouter.routing.selector import estimated_cost_usd
 
-    out = np.zeros((len(records), len(backends)))
-    for i, record in enumerate(records):
-        messages = record.messages or [{"role": "user", "content": record.text}]
-        tokens = analyze_request(messages, {}).prompt_tokens
+    out = np.zeros((len(prompt_tokens), len(backends)))
+    for i, tokens in enumerate(prompt_tokens):
         for j, backend in enumerate(backends):
             out[i, j] = estimated_cost_usd(backend, tokens, output_tokens)
     return out

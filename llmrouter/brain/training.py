@@ -14,7 +14,6 @@ given the seed: no sampling beyond a seeded initialisation.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .abilities import canonical_model_id
 from .convert import category_of_task
 from .dataset import Record
 from .features import HASH_BITS, STRUCTURAL_NAMES, hashed_ngrams, structural_features
+from .folds import fold_of
 from .model import CATEGORIES, BrainWeights
 from .optimize import lbfgs
 
@@ -84,12 +84,6 @@ class FeatureMatrix:
     hashed: sp.csr_matrix
     structural: FloatArray
     texts: list[str] = field(repr=False, default_factory=list)
-
-
-def fold_of(text: str, folds: int = 5) -> int:
-    """A stable fold for a prompt (by its normalised text), so duplicates share a fold."""
-    digest = hashlib.md5(" ".join(text.split()).encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "little") % folds
 
 
 def featurize(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> FeatureMatrix:

@@ -89,8 +89,7 @@ def eval_matrix(
     probs = np.zeros((len(records), len(backends)))
     expected = np.zeros((len(records), len(backends)))
     for i, record in enumerate(records):
-        messages = record.messages or [{"role": "user", "content": record.text}]
-        facts = analyze_request(messages, {})
+        facts = analyze_request(record.chat(), {})
         profile = predictor.profile(facts.focus_text, facts.focus_ids)
         for j, backend in enumerate(backends):
             probs[i, j] = predictor.probability(profile, backend)
