@@ -430,6 +430,72 @@ def _shift_summary(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def new_models(cv: CrossValidation, labelled: int = 100, seeds: int = 3) -> dict[str, Any]:
+    """Models the brain never saw, calibrated from ``labelled`` scored prompts of a task,
+    routing the rest of that task: what a user with a new model and a small labelled sample
+    gets. The brain trained without RouteLLM and RouterBench; each model starts from rating
+    0.5 and is fitted by ``fit_backend``, as ``llmrouter calibrate`` does. Means over seeds."""
+    predictor = LearnedPredictor(cv.blind)
+    prior = BackendParams(rating_ability(0.5, predictor.weights.meta))
+    rb_models = sorted({m for r in cv.sets["routerbench_mbpp"] for m in r.scores})
+    tasks: list[tuple[str, list[str]]] = [
+        ("routellm_mmlu", [MIXTRAL, GPT4]),
+        ("routellm_gsm8k", [MIXTRAL, GPT4]),
+        *[(n, rb_models) for n in cv.sets if n.startswith("routerbench_")],
+    ]
+    out: dict[str, Any] = {}
+    for name, models in tasks:
+        records = [r for r in cv.sets[name] if all(r.scores.get(m) is not None for m in models)]
+        states = predictor.states([r.text for r in records])
+        scores = np.asarray([[r.scores[m] for m in models] for r in records])
+        if name.startswith("routellm"):
+            costs = np.tile([1.0, 10.0], (len(records), 1))
+        else:
+            costs = np.asarray([[r.costs[m] for m in models] for r in records])
+        runs = []
+        for seed in range(seeds):
+            order = np.random.default_rng(seed).permutation(len(records))
+            sample, rest = order[:labelled], order[labelled:]
+            params = [
+                fit_backend([states[i] for i in sample], scores[sample, j], prior)
+                for j in range(len(models))
+            ]
+            data = EvalMatrix(
+                backends=models,
+                scores=scores[rest],
+                costs=costs[rest],
+                expected_cost=np.tile(costs[sample].mean(axis=0), (len(rest), 1)),
+                probs=_probs([states[i] for i in rest], [params] * len(rest)),
+            )
+            floor = evaluate(data, default_floors(data.probs), reference=GPT4)
+            value = evaluate(data, reference=GPT4, rule="value")
+            if len(models) == 2:
+                runs.append(
+                    {
+                        "fewer_gpt4_calls_at_95pct": floor["two_model"][
+                            "fewer_strong_calls_at_target"
+                        ],
+                        "value_rule_fewer_gpt4_calls_at_95pct": value["two_model"][
+                            "fewer_strong_calls_at_target"
+                        ],
+                    }
+                )
+            else:
+                runs.append(
+                    {
+                        "aiq_router": floor["router"]["aiq"],
+                        "value_rule_aiq_router": value["router"]["aiq"],
+                        "aiq_zero_router": floor["baselines"]["zero_router"]["aiq"],
+                    }
+                )
+        out[name] = {
+            "labelled": labelled,
+            "routed": len(records) - labelled,
+            **{key: round(float(np.mean([r[key] or 0.0 for r in runs])), 4) for key in runs[0]},
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
@@ -474,6 +540,7 @@ def main() -> int:
         "llmrouter": llmrouter_set(cv, args.shared),
         "math": math_levels(cv),
         "calibration_shift": calibration_shift(cv),
+        "new_models": new_models(cv),
     }
     print(json.dumps(results, indent=1 if args.json else 2, sort_keys=True))
     return 0
