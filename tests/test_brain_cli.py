@@ -242,6 +242,58 @@ def test_bad_input_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture
     assert main(["train", "--data", str(bad), "--out", str(files["dir"] / "w")]) == 2
 
 
+def test_bad_destinations_and_calibrations_exit_2_before_the_work(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--policy", str(files["policy"]), "--data", str(files["data"]), "--no-progress"]
+    missing = files["dir"] / "nodir" / "x"
+    assert main(["calibrate", *base, "--out", str(missing)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["calibrate", *base, "--out", str(files["dir"]), "--weights", "/none"]) == 2
+    assert "--weights /none" in capsys.readouterr().err
+    assert main(["eval", *base, "--plot", str(missing)]) == 2
+    assert "--plot" in capsys.readouterr().err
+    a_file = files["dir"] / "file"
+    a_file.write_text("")
+    assert main(["train", "--data", str(files["data"]), "--out", str(a_file)]) == 2
+    assert "--out" in capsys.readouterr().err
+    for text, says in (
+        ("small: {abilty: 1.0}", "unknown calibration key 'abilty'"),
+        ("small: {ability: high}", "must be a number"),
+        ("small: [unclosed", "not valid YAML"),
+    ):
+        calibration = files["dir"] / "cal.yaml"
+        calibration.write_text(text)
+        assert main(["eval", *base, "--calibration", str(calibration)]) == 2
+        assert says in capsys.readouterr().err
+
+
+def test_calibrate_uses_the_policys_predictor(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The abilities are fitted on the weights the router will use (its predictor_weights),
+    and a heuristic policy, which has no abilities to fit, is refused."""
+    weights = files["dir"] / "brain"
+    assert main(["train", "--data", str(files["data"]), "--out", str(weights)]) == 0
+    capsys.readouterr()
+    policy = yaml.safe_load(files["policy"].read_text())
+    policy["routing"]["predictor_weights"] = str(weights)
+    own = files["dir"] / "own.yaml"
+    own.write_text(yaml.safe_dump(policy))
+    fitted = []
+    for policy_file, extra in ((own, []), (files["policy"], ["--weights", str(weights)])):
+        out = files["dir"] / "out.yaml"
+        args = ["--policy", str(policy_file), "--data", str(files["data"]), "--out", str(out)]
+        assert main(["calibrate", *args, *extra, "--json", "--no-progress"]) == 0
+        fitted.append(json.loads(capsys.readouterr().out)["calibrated"])
+    assert fitted[0] == fitted[1]
+    policy["routing"] = {"predictor": "heuristic", "quality_floor": 0.7}
+    own.write_text(yaml.safe_dump(policy))
+    args = ["--policy", str(own), "--data", str(files["data"]), "--out", str(out)]
+    assert main(["calibrate", *args, "--no-progress"]) == 2
+    assert "predictor: heuristic" in capsys.readouterr().err
+
+
 def test_train_then_use_the_weights(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,12 +45,26 @@ def test_round_trip_and_unknown_scores(tmp_path: Path) -> None:
         '{"id": "a", "prompt": "x", "scores": {"m": 1.5}}',
         '{"id": "a", "prompt": "x", "scores": {"m": "yes"}}',
         "[1, 2]",
+        '{"id": "a", "prompt": "x", "scores": [1, 0]}',
+        '{"id": "a", "prompt": "x", "scores": {}, "costs": [0.1]}',
+        '{"id": "a", "prompt": "x", "scores": {}, "costs": {"m": Infinity}}',
+        '{"id": "a", "prompt": "x", "scores": {}, "costs": {"m": -0.5}}',
+        '{"id": "a", "prompt": "x", "scores": {}, "usage": {"m": {"prompt_tokens": -3}}}',
+        '{"id": "a", "prompt": "x", "scores": {}, "usage": {"m": {"input_tokens": 3}}}',
+        '{"id": "a", "prompt": "x", "scores": {}, "level": 2.7}',
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "fine", "scores": {}}\n' + line + "\n")
     with pytest.raises(DataError, match=r"bad\.jsonl:2"):
+        read_jsonl([path])
+
+
+def test_a_line_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"prompt": "fine", "scores": {}}\n{"prompt": "caf\xe9", "scores": {}}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: not UTF-8"):
         read_jsonl([path])
 
 

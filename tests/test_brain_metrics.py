@@ -29,6 +29,9 @@ def test_upper_hull_drops_dominated_and_concave_points() -> None:
 def test_aiq_of_a_single_point_is_flat_and_of_a_line_is_its_mean() -> None:
     assert aiq([(1.0, 0.6)], (1.0, 3.0)) == pytest.approx(0.6)
     assert aiq([(1.0, 0.4), (3.0, 0.8)], (1.0, 3.0)) == pytest.approx(0.6, abs=1e-3)
+    # A curve that never reaches the cheap end (a written floor keeps it off the cheapest
+    # backend) earns nothing there: 0.8 over the dearer half only.
+    assert aiq([(2.0, 0.8), (3.0, 0.8)], (1.0, 3.0)) == pytest.approx(0.4, abs=1e-3)
 
 
 def test_apgr_and_cpt_of_random_mixing() -> None:

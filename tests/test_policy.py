@@ -82,6 +82,20 @@ def test_unknown_key_names_line_key_and_allowed_keys() -> None:
     assert "unknown key" in message and "quality" in message and "context_window" in message
 
 
+def test_misspelled_calibration_key_is_an_error() -> None:
+    typo = "    quality: 0.35\n    calibration: {abilty: 1.0}\n"
+    error = expect_error(CONTRACT.replace("    quality: 0.35\n", typo))
+    assert error.key == "backends[0].calibration"
+    assert "abilty" in str(error) and "discrimination" in str(error)
+
+
+def test_calibration_keys_match_the_brain() -> None:
+    from llmrouter.brain.abilities import CALIBRATION_KEYS as BRAIN_KEYS
+    from llmrouter.policy.schema import CALIBRATION_KEYS
+
+    assert CALIBRATION_KEYS == BRAIN_KEYS
+
+
 def test_wrong_type_names_key() -> None:
     error = expect_error(
         CONTRACT.replace(

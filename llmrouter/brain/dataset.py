@@ -87,29 +87,52 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+def _mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f'"{key}" must be an object keyed by backend, got {type(value).__name__}')
+    return value
+
+
+def _amount(value: Any, what: str) -> float:
+    """A finite, non-negative number (a cost in USD or a token count)."""
+    number = _number(value, what)
+    if not 0.0 <= number < math.inf:
+        raise ValueError(f"{what} must be a finite number >= 0, got {number}")
+    return number
+
+
 def record_from_json(obj: Any) -> Record:
     """Validate one decoded line; raises ValueError saying what is wrong."""
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
     text, messages = _text_of(obj)
     scores: dict[str, float] = {}
-    for name, value in (obj.get("scores") or {}).items():
+    for name, value in _mapping(obj, "scores").items():
         if value is None:
             continue
         score = _number(value, f"scores[{name!r}]")
         if not 0.0 <= score <= 1.0:
             raise ValueError(f"scores[{name!r}] must be in [0, 1], got {score}")
         scores[str(name)] = score
-    costs = {str(k): _number(v, f"costs[{k!r}]") for k, v in (obj.get("costs") or {}).items()}
+    costs = {str(k): _amount(v, f"costs[{k!r}]") for k, v in _mapping(obj, "costs").items()}
     usage: dict[str, Usage] = {}
-    for name, u in (obj.get("usage") or {}).items():
+    for name, u in _mapping(obj, "usage").items():
         if not isinstance(u, dict):
             raise ValueError(f"usage[{name!r}] must be an object")
+        if not {"prompt_tokens", "completion_tokens"} & set(u):
+            raise ValueError(
+                f"usage[{name!r}] needs prompt_tokens and completion_tokens, got {sorted(u)}"
+            )
         usage[str(name)] = Usage(
-            int(_number(u.get("prompt_tokens", 0), "prompt_tokens")),
-            int(_number(u.get("completion_tokens", 0), "completion_tokens")),
+            int(_amount(u.get("prompt_tokens", 0), f"usage[{name!r}].prompt_tokens")),
+            int(_amount(u.get("completion_tokens", 0), f"usage[{name!r}].completion_tokens")),
         )
     level = obj.get("level")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+        raise ValueError(f"level must be an integer (1 = easiest), got {level!r}")
     return Record(
         id=str(obj.get("id", "")),
         text=text,
@@ -123,8 +146,12 @@ def record_from_json(obj: Any) -> Record:
 
 
 def _iter_file(path: Path) -> Iterator[Record]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 ({exc.reason})") from None
             if not line.strip():
                 continue
             try:

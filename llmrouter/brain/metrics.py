@@ -46,7 +46,11 @@ def upper_hull(points: Sequence[Point]) -> list[Point]:
 
 
 def aiq(points: Sequence[Point], cost_range: tuple[float, float]) -> float:
-    """Average quality of the hull over ``cost_range`` (flat beyond the hull's ends)."""
+    """Average quality of the hull over ``cost_range``.
+
+    Beyond the hull's dearest point the quality stays flat (spending more is always possible);
+    below its cheapest point it counts 0: an operating point the router cannot reach (say,
+    under a written quality floor that keeps it off the cheapest backend) earns no area."""
     hull = upper_hull(points)
     lo, hi = cost_range
     if not hull:
@@ -56,7 +60,7 @@ def aiq(points: Sequence[Point], cost_range: tuple[float, float]) -> float:
     grid = np.linspace(lo, hi, 1001)
     xs = np.asarray([c for c, _ in hull])
     ys = np.asarray([q for _, q in hull])
-    values = np.interp(grid, xs, ys, left=ys[0], right=ys[-1])
+    values = np.interp(grid, xs, ys, left=0.0, right=ys[-1])
     area = float(np.sum((values[1:] + values[:-1]) * np.diff(grid)) / 2.0)
     return area / (hi - lo)
 

@@ -29,7 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--policy", required=True, metavar="FILE", help="policy YAML")
     parser.add_argument("--data", required=True, nargs="+", metavar="FILE", help="JSONL files")
     parser.add_argument("--out", required=True, metavar="FILE", help="calibrated policy YAML")
-    parser.add_argument("--weights", metavar="PATH", help="brain weights (default: shipped)")
+    parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="brain weights (default: the policy's routing.predictor_weights, else shipped)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=run)
@@ -54,7 +58,22 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(raw, dict):
         print(f"llmrouter: error: {args.policy} is not a YAML mapping", file=sys.stderr)
         return 2
-    predictor = LearnedPredictor(args.weights)
+    if policy.routing.predictor != "learned":
+        print(
+            f"llmrouter: error: calibrate fits the learned predictor's parameters; "
+            f"{args.policy} routes with predictor: {policy.routing.predictor} "
+            f"(set routing.predictor: learned)",
+            file=sys.stderr,
+        )
+        return 2
+    # The weights the router will use, so the fitted abilities are on their scale.
+    weights = args.weights or policy.routing.predictor_weights
+    try:
+        predictor = LearnedPredictor(weights)
+    except (OSError, ValueError) as exc:
+        flag = "--weights" if args.weights else "routing.predictor_weights"
+        print(f"llmrouter: error: {flag} {weights}: {exc}", file=sys.stderr)
+        return 2
     with progress_bar(len(records), "prompts", not args.no_progress) as advance:
         result = calibrate_policy(policy, raw, records, predictor, advance)
     if not result.fitted:
@@ -66,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     header = _HEADER.format(data=", ".join(args.data), prompts=len(records))
     text = yaml.safe_dump(result.raw, sort_keys=False, allow_unicode=True)
-    Path(args.out).write_text(header + text, encoding="utf-8")
+    try:
+        Path(args.out).write_text(header + text, encoding="utf-8")
+    except OSError as exc:
+        print(f"llmrouter: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     summary = {
         "out": args.out,
         "calibrated": {

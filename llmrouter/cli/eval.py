@@ -52,18 +52,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _calibrations(path: str) -> dict[str, dict[str, float]]:
+    """Calibration blocks by backend name, from a calibrated policy or a plain mapping;
+    raises ValueError naming the file, the backend and the key."""
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    from llmrouter.policy.schema import CALIBRATION_KEYS
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("backends"), list):
-        return {
-            str(b["name"]): dict(b["calibration"])
+        blocks = {
+            str(b["name"]): b["calibration"]
             for b in raw["backends"]
             if isinstance(b, dict) and isinstance(b.get("calibration"), dict)
         }
-    if isinstance(raw, dict):
-        return {str(k): dict(v) for k, v in raw.items() if isinstance(v, dict)}
-    raise ValueError(f"{path}: expected a policy or a mapping of backend -> calibration")
+    elif isinstance(raw, dict):
+        blocks = {str(k): v for k, v in raw.items() if isinstance(v, dict)}
+    else:
+        raise ValueError(f"{path}: expected a policy or a mapping of backend -> calibration")
+    out: dict[str, dict[str, float]] = {}
+    for name, block in blocks.items():
+        for key, value in block.items():
+            if key not in CALIBRATION_KEYS:
+                raise ValueError(
+                    f"{path}: backend {name!r}: unknown calibration key {key!r}; "
+                    f"allowed: {', '.join(CALIBRATION_KEYS)}"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{path}: backend {name!r}: calibration {key} must be a number, got {value!r}"
+                )
+        out[name] = {str(k): float(v) for k, v in block.items()}
+    return out
 
 
 def eval_matrix(
@@ -130,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("llmrouter: error: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 2
+    if args.plot:
+        folder = Path(args.plot).resolve().parent
+        if not folder.is_dir():
+            print(f"llmrouter: error: --plot {args.plot}: no directory {folder}", file=sys.stderr)
+            return 2
     policy = load_policy(args.policy)
     try:
         records = read_jsonl(args.data)
@@ -169,7 +196,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from llmrouter.brain.plot import plot_report
 
-        plot_report(report, args.plot)
+        try:
+            plot_report(report, args.plot)
+        except (OSError, ValueError) as exc:  # e.g. an unwritable file or unknown extension
+            print(f"llmrouter: error: --plot {args.plot}: {exc}", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

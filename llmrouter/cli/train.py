@@ -40,6 +40,14 @@ def run(args: argparse.Namespace) -> int:
     if not any(r.scores or r.level is not None for r in records):
         print("llmrouter: error: the data has no scores or levels to learn from", file=sys.stderr)
         return 2
+    if args.max_iter < 1:
+        print(f"llmrouter: error: --max-iter must be >= 1, got {args.max_iter}", file=sys.stderr)
+        return 2
+    try:  # before the fit, so a bad --out does not cost the whole run
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"llmrouter: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     config = TrainConfig(seed=args.seed, max_iter=args.max_iter)
     with progress_bar(len(records), "features", not args.no_progress) as advance:
         feats = featurize([r.text for r in records], advance)

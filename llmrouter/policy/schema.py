@@ -51,6 +51,19 @@ OPENAI_COMPATIBLE_PROVIDERS: dict[str, str | None] = {
 }
 
 
+# The keys of a backend's ``calibration:`` block (written by ``llmrouter calibrate``; the
+# brain's ``abilities.CALIBRATION_KEYS``, kept here so loading a policy imports no numpy).
+CALIBRATION_KEYS: tuple[str, ...] = (
+    "ability",
+    "discrimination",
+    "math",
+    "code",
+    "reasoning",
+    "knowledge",
+    "chat",
+)
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
@@ -124,6 +137,17 @@ class BackendConfig(StrictModel):
     stream_usage: bool = True
     embeddings: bool = False
     calibration: dict[str, float] | None = None
+
+    @field_validator("calibration")
+    @classmethod
+    def _known_calibration_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        unknown = sorted(set(value or ()) - set(CALIBRATION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown calibration key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(CALIBRATION_KEYS)}"
+            )
+        return value
 
     @field_validator("provider")
     @classmethod
