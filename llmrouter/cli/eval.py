@@ -149,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
     from llmrouter.brain.progress import progress_bar
     from llmrouter.policy import load_policy
 
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print("llmrouter: error: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
-        return 2
-    if args.plot:
+    if args.plot:  # checked before the work, so a bad --plot does not cost the run
+        if importlib.util.find_spec("matplotlib") is None:
+            needs = "--plot needs matplotlib (pip install matplotlib)"
+            print(f"llmrouter: error: {needs}", file=sys.stderr)
+            return 2
         folder = Path(args.plot).resolve().parent
         if not folder.is_dir():
             print(f"llmrouter: error: --plot {args.plot}: no directory {folder}", file=sys.stderr)
