@@ -268,6 +268,29 @@ def test_bad_destinations_and_calibrations_exit_2_before_the_work(
         assert says in capsys.readouterr().err
 
 
+def test_eval_names_backends_and_prompts_it_leaves_out(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = yaml.safe_load(files["policy"].read_text())
+    extra = {**policy["backends"][0], "name": "unscored", "model": "another-model"}
+    policy["backends"].append(extra)
+    wider = files["dir"] / "wider.yaml"
+    wider.write_text(yaml.safe_dump(policy))
+    data = files["data"].read_text() + json.dumps(
+        {"id": "half", "prompt": "only one backend", "scores": {"small": 1.0}}
+    )
+    partial = files["dir"] / "partial.jsonl"
+    partial.write_text(data + "\n")
+    args = ["eval", "--policy", str(wider), "--data", str(partial), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "not evaluated" in text and "unscored" in text
+    assert "skipped 1 prompts" in text
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unscored_backends"] == ["unscored"] and report["skipped_prompts"] == 1
+
+
 def test_calibrate_uses_the_policys_predictor(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

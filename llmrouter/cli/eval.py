@@ -172,8 +172,11 @@ def run(args: argparse.Namespace) -> int:
         if b.name in scored
     ]
     if not backends:
+        seen = ", ".join(sorted(scored)[:8]) or "none"
         print(
-            "llmrouter: error: no policy backend name appears in the data's scores", file=sys.stderr
+            "llmrouter: error: no policy backend name appears in the data's scores "
+            f"(policy: {', '.join(b.name for b in policy.backends)}; data: {seen})",
+            file=sys.stderr,
         )
         return 2
     names = [b.name for b in backends]
@@ -193,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         )
     report = _evaluate(data, policy.routing, show)
     report["skipped_prompts"] = len(records) - len(kept)
+    report["unscored_backends"] = [b.name for b in policy.backends if b.name not in scored]
     report["predictor"] = policy.routing.predictor
     if args.plot:
         from llmrouter.brain.plot import plot_report
@@ -251,6 +255,11 @@ def _knob(setting: float | None, value: bool) -> str:
 
 def _print_table(report: dict[str, Any]) -> None:
     print(f"{report['prompts']} prompts, backends: {', '.join(report['backends'])}")
+    if report.get("unscored_backends"):
+        left_out = ", ".join(report["unscored_backends"])
+        print(f"not evaluated (no scores in the data; the router may still pick them): {left_out}")
+    if report.get("skipped_prompts"):
+        print(f"skipped {report['skipped_prompts']} prompts not scored on every backend above")
     print(
         f"reference (best single): {report['reference']}; "
         f"target quality {report['target_quality']:.4f}"
