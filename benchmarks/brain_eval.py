@@ -180,19 +180,13 @@ class CrossValidation:
         )
 
 
-def _fewer_strong_calls(rule: str) -> Callable[[EvalMatrix], float | None]:
+def _reported(rule: str, section: str, key: str) -> Callable[[EvalMatrix], float | None]:
+    """One figure of ``evaluate``'s report by ``rule`` (e.g. two_model's fewer strong calls),
+    as a function of the evaluation matrix, for ``_interval``."""
+
     def metric(data: EvalMatrix) -> float | None:
         floors = default_floors(data.probs) if rule == "floor" else None
-        two = evaluate(data, floors, reference=GPT4, rule=rule)["two_model"]
-        return two["fewer_strong_calls_at_target"]
-
-    return metric
-
-
-def _cost_to_target(rule: str) -> Callable[[EvalMatrix], float | None]:
-    def metric(data: EvalMatrix) -> float | None:
-        floors = default_floors(data.probs) if rule == "floor" else None
-        return evaluate(data, floors, reference=GPT4, rule=rule)["router"]["cost_to_target"]
+        return evaluate(data, floors, reference=GPT4, rule=rule)[section][key]
 
     return metric
 
@@ -213,7 +207,7 @@ def routellm(cv: CrossValidation, reps: int) -> dict[str, Any]:
             "mixtral_quality": report["baselines"]["single"][MIXTRAL]["quality"],
             "fewer_gpt4_calls_at_95pct": two["fewer_strong_calls_at_target"],
             "fewer_gpt4_calls_at_95pct_interval90": _interval(
-                data, _fewer_strong_calls("floor"), reps
+                data, _reported("floor", "two_model", "fewer_strong_calls_at_target"), reps
             ),
             "random_fewer_gpt4_calls_at_95pct": 1 - two["random"]["strong_calls_at_target"],
             "apgr": two["apgr"],
@@ -222,7 +216,7 @@ def routellm(cv: CrossValidation, reps: int) -> dict[str, Any]:
             "value_rule": {
                 "fewer_gpt4_calls_at_95pct": value["fewer_strong_calls_at_target"],
                 "fewer_gpt4_calls_at_95pct_interval90": _interval(
-                    data, _fewer_strong_calls("value"), reps
+                    data, _reported("value", "two_model", "fewer_strong_calls_at_target"), reps
                 ),
                 "apgr": value["apgr"],
                 "cpt50": value["cpt50"],
@@ -259,13 +253,15 @@ def routerbench(cv: CrossValidation, reps: int) -> dict[str, Any]:
             "aiq_oracle": report["baselines"]["oracle"]["aiq"],
             "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
             "cost_to_95pct_gpt4_router": report["router"]["cost_to_target"],
-            "cost_to_95pct_gpt4_router_interval90": _interval(data, _cost_to_target("floor"), reps),
+            "cost_to_95pct_gpt4_router_interval90": _interval(
+                data, _reported("floor", "router", "cost_to_target"), reps
+            ),
             "cost_to_95pct_gpt4_zero_router": report["baselines"]["zero_router"]["cost_to_target"],
             "value_rule": {
                 "aiq_router": value["aiq"],
                 "cost_to_95pct_gpt4_router": value["cost_to_target"],
                 "cost_to_95pct_gpt4_router_interval90": _interval(
-                    data, _cost_to_target("value"), reps
+                    data, _reported("value", "router", "cost_to_target"), reps
                 ),
             },
         }

@@ -37,6 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from brain_eval import _auc  # noqa: E402  (this directory is on sys.path)
+
 from llmrouter.brain.convert import load_shared  # noqa: E402
 from llmrouter.brain.evaluation import EvalMatrix, default_floors, evaluate  # noqa: E402
 from llmrouter.brain.folds import fold_groups  # noqa: E402
@@ -47,15 +49,6 @@ GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 FOLDS = 5
 QUESTION_CHARS = 600
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    pos = labels.astype(bool)
-    n1, n0 = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _logistic(x: Any, y: np.ndarray, l2: float) -> np.ndarray:

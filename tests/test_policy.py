@@ -90,10 +90,10 @@ def test_misspelled_calibration_key_is_an_error() -> None:
 
 
 def test_calibration_keys_match_the_brain() -> None:
-    from llmrouter.brain.abilities import CALIBRATION_KEYS as BRAIN_KEYS
+    from llmrouter.brain.model import CATEGORIES
     from llmrouter.policy.schema import CALIBRATION_KEYS
 
-    assert CALIBRATION_KEYS == BRAIN_KEYS
+    assert ("ability", "discrimination", *CATEGORIES) == CALIBRATION_KEYS
 
 
 def test_wrong_type_names_key() -> None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llmrouter.policy.schema import CALIBRATION_KEYS
+
 from .model import CATEGORIES
 
 __all__ = [
@@ -22,8 +24,6 @@ __all__ = [
     "rating_ability",
     "resolve_params",
 ]
-
-CALIBRATION_KEYS: tuple[str, ...] = ("ability", "discrimination", *CATEGORIES)
 
 
 @dataclass(frozen=True)

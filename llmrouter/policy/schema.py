@@ -51,8 +51,9 @@ OPENAI_COMPATIBLE_PROVIDERS: dict[str, str | None] = {
 }
 
 
-# The keys of a backend's ``calibration:`` block (written by ``llmrouter calibrate``; the
-# brain's ``abilities.CALIBRATION_KEYS``, kept here so loading a policy imports no numpy).
+# The keys of a backend's ``calibration:`` block (written by ``llmrouter calibrate``): ability,
+# discrimination, then the brain's skill categories. The brain reads them from here, so a
+# policy loads without importing it (or numpy).
 CALIBRATION_KEYS: tuple[str, ...] = (
     "ability",
     "discrimination",
