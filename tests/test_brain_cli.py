@@ -131,6 +131,13 @@ def test_calibrate_reports_shares_on_unlabelled_traffic(
     assert (
         shares["share_at_floor"]["big"] >= summary["at_floor"]["backends"]["big"]["share_at_floor"]
     )
+    assert summary["at_floor"]["backends"]["big"]["scored_prompts"] == 120
+    # The text says the same, traffic included.
+    assert main(["calibrate", *args, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    big = shares["share_at_floor"]["big"]
+    assert "on all 140 prompts:" in text and "on its 120 scored prompts" in text
+    assert f"on the 20 unscored (traffic) prompts alone: small {1 - big:.0%}, big {big:.0%}" in text
 
 
 def test_calibrate_judges_a_conversation_by_its_last_user_message(
@@ -412,5 +419,77 @@ def test_calibrate_reports_by_a_value_policys_rule(
         assert share == pytest.approx(chosen.count(name) / len(chosen), abs=1e-4)
     assert main(["calibrate", *args, "--no-progress"]) == 0
     assert (
-        f"by rule: value at answer_value_usd {value:g}, on this sample:" in capsys.readouterr().out
+        f"by rule: value at answer_value_usd {value:g}, on all 120 prompts:"
+        in capsys.readouterr().out
     )
+
+
+def test_eval_and_calibrate_read_data_keyed_by_model_id(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Results recorded per model id (as the shared sets' converters write them) read exactly
+    as results keyed by the policy's backend names, in both commands."""
+    ids = {"small": "small-model", "big": "big-model"}
+    by_model = []
+    for line in files["data"].read_text().splitlines():
+        record = json.loads(line)
+        for field in ("scores", "usage"):
+            record[field] = {ids[k]: v for k, v in record[field].items()}
+        by_model.append(json.dumps(record))
+    data = files["dir"] / "by_model.jsonl"
+    data.write_text("\n".join(by_model) + "\n")
+    reports = []
+    for source in (files["data"], data):
+        args = ["--policy", str(files["policy"]), "--data", str(source)]
+        assert main(["eval", *args, "--json", "--no-progress"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        out = files["dir"] / "calibrated.yaml"
+        assert main(["calibrate", *args, "--out", str(out), "--json", "--no-progress"]) == 0
+        report["calibrated"] = json.loads(capsys.readouterr().out)["calibrated"]
+        reports.append(report)
+    by_name, by_id = reports
+    assert by_name.pop("scored_by_model_id") == {}
+    assert by_id.pop("scored_by_model_id") == ids
+    assert by_id == by_name
+    assert (
+        main(["eval", "--policy", str(files["policy"]), "--data", str(data), "--no-progress"]) == 0
+    )
+    assert (
+        "scores read by model id: small <- small-model, big <- big-model" in capsys.readouterr().out
+    )
+
+
+def test_train_anchors_ratings_on_the_data_models(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the default anchor models in the data, train warns that ratings fall back to a
+    default line; --anchor names two of the trained models instead, and is checked first."""
+    base = ["train", "--data", str(files["data"]), "--max-iter", "15", "--no-progress"]
+    out = files["dir"] / "w"
+    assert main([*base, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "rating anchors unused" in err and "gpt-4-1106-preview" in err
+    assert json.loads((out / "default.json").read_text())["rating_map"]["anchors"] == []
+
+    anchored = files["dir"] / "anchored"
+    anchors = ["--anchor", "Small=0.4", "--anchor", "openai/big=0.8"]
+    assert main([*base, "--out", str(anchored), *anchors]) == 0
+    assert "warning" not in capsys.readouterr().err
+    meta = json.loads((anchored / "default.json").read_text())
+    assert meta["rating_map"]["anchors"] == [["big", 0.8], ["small", 0.4]]
+    # A backend rated like an anchor sits at that anchor model's plain-backend ability.
+    from llmrouter.brain.abilities import rating_ability
+
+    hi, lo = meta["rating_map"]["anchor_abilities"]
+    assert rating_ability(0.8, meta) == pytest.approx(hi, abs=1e-3)
+    assert rating_ability(0.4, meta) == pytest.approx(lo, abs=1e-3)
+
+    for bad, says in (
+        (["--anchor", "big=0.8"], "exactly twice"),
+        (["--anchor", "big=1.5", "--anchor", "small=0.4"], "0 < RATING < 1"),
+        (["--anchor", "big", "--anchor", "small=0.4"], "MODEL=RATING"),
+        (["--anchor", "big=0.5", "--anchor", "small=0.5"], "must differ"),
+        (["--anchor", "nosuch=0.9", "--anchor", "small=0.4"], "nosuch: no scores"),
+    ):
+        assert main([*base, "--out", str(files["dir"] / "bad"), *bad]) == 2
+        assert says in capsys.readouterr().err

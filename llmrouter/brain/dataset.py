@@ -8,21 +8,29 @@ One JSON object per line::
      "task": "mmlu", "level": 3}
 
 ``scores`` null (or absent) means unknown, never 0. ``task`` and ``level`` (an ordinal
-difficulty label such as MATH's 1-5) are optional extras the trainer uses.
+difficulty label such as MATH's 1-5) are optional extras the trainer uses. Results may be keyed
+by a policy backend's name or by its model id (``data_keys`` says which, per backend).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from llmrouter.tokens import message_text
 
-__all__ = ["DataError", "Record", "read_jsonl", "record_from_json", "write_jsonl"]
+__all__ = [
+    "DataError",
+    "Record",
+    "data_keys",
+    "read_jsonl",
+    "record_from_json",
+    "write_jsonl",
+]
 
 
 class DataError(ValueError):
@@ -51,6 +59,16 @@ class Record:
         (how ``eval`` and ``calibrate`` hand it to the router's request analysis)."""
         return self.messages or [{"role": "user", "content": self.text}]
 
+    def under(self, keys: Mapping[str, str]) -> Record:
+        """This record with its results filed under backend names (``keys``: backend name ->
+        the key the data uses, from ``data_keys``); results of other keys are left out."""
+        return replace(
+            self,
+            scores={name: self.scores[key] for name, key in keys.items() if key in self.scores},
+            costs={name: self.costs[key] for name, key in keys.items() if key in self.costs},
+            usage={name: self.usage[key] for name, key in keys.items() if key in self.usage},
+        )
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
         if self.messages is not None:
@@ -70,6 +88,21 @@ class Record:
         if self.level is not None:
             out["level"] = self.level
         return out
+
+
+def data_keys(backends: Iterable[tuple[str, str]], records: Sequence[Record]) -> dict[str, str]:
+    """For each (name, model id) backend, the key its scores go by in ``records``: its name
+    when the data uses it, else its model id (data recorded per model, such as the shared
+    sets' converters write); backends the data does not score are left out. One key per
+    backend for every record, so a backend's results never mix two columns."""
+    seen = {key for record in records for key in record.scores}
+    keys: dict[str, str] = {}
+    for name, model in backends:
+        if name in seen:
+            keys[name] = name
+        elif model in seen:
+            keys[name] = model
+    return keys
 
 
 def _text_of(obj: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:

@@ -3,9 +3,10 @@
 The result is the policy's own YAML with a ``calibration:`` mapping added per backend; the
 summary reports, by the policy's rule (at its quality floor, or at its answer_value_usd), the
 share of the sample each backend would get and the quality the predictor expects. Records
-without any score are *traffic*: they fit nothing, but the summary also reports the shares on
-them alone, because the share a backend gets depends on the traffic's own mix of prompts far
-more than on the labelled sample (a floor set on one task sends very different shares on another).
+without a score for any of the policy's backends are *traffic*: they fit nothing, but the
+summary also reports the shares on them alone, because the share a backend gets depends on
+the traffic's own mix of prompts far more than on the labelled sample (a floor set on one task
+sends very different shares on another).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from llmrouter.policy.schema import BackendConfig, Policy
 from .abilities import BackendParams, resolve_params
 from .calibration import fit_backend
 from .costs import cost_matrices
-from .dataset import Record
+from .dataset import Record, data_keys
 from .evaluation import decide, decide_value
 from .model import PromptState
 from .predictor import LearnedPredictor
@@ -39,12 +40,6 @@ class CalibrationResult:
     samples: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def _score_key(record: Record, backend: BackendConfig) -> float | None:
-    if backend.name in record.scores:
-        return record.scores[backend.name]
-    return record.scores.get(backend.model)
 
 
 def probability_matrix(
@@ -71,6 +66,8 @@ def calibrate_policy(
     abilities fitted here are on the footing the router will use them on."""
     from llmrouter.routing import analyze_request
 
+    keys = data_keys(((b.name, b.model) for b in policy.backends), records)
+    records = [r.under(keys) for r in records]
     requests = [analyze_request(r.chat(), {}) for r in records]
     states = []
     for facts in requests:
@@ -85,7 +82,7 @@ def calibrate_policy(
         pairs = [
             (state, score)
             for state, record in zip(states, records, strict=True)
-            if (score := _score_key(record, backend)) is not None
+            if (score := record.scores.get(backend.name)) is not None
         ]
         if len(pairs) < MIN_SAMPLES:
             result.skipped[backend.name] = f"{len(pairs)} scored prompts (need {MIN_SAMPLES})"
@@ -134,10 +131,11 @@ def _summary(
         scored = [
             (probs[i, j], y)
             for i, r in enumerate(records)
-            if (y := _score_key(r, backend)) is not None
+            if (y := r.scores.get(backend.name)) is not None
         ]
         per_backend[backend.name] = {
             "share_at_floor": round(float(shares[j]), 4),
+            "scored_prompts": len(scored),
             "predicted_quality": round(float(np.mean([p for p, _ in scored])), 4)
             if scored
             else None,

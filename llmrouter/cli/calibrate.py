@@ -115,12 +115,23 @@ def run(args: argparse.Namespace) -> int:
         if at["rule"] == "value":
             held = f", quality_floor {at['quality_floor']} held" if at["quality_floor"] > 0 else ""
             worth = at["answer_value_usd"]
-            print(f"by rule: value at answer_value_usd {worth:g}{held}, on this sample:")
+            rule = f"by rule: value at answer_value_usd {worth:g}{held}"
         else:
-            print(f"at quality_floor {at['quality_floor']} on this sample:")
+            rule = f"at quality_floor {at['quality_floor']}"
+        print(f"{rule}, on all {at['prompts']} prompts:")
         for name, row in at["backends"].items():
+            line = f"  {name}: {row['share_at_floor']:.0%} of calls"
+            if row["scored_prompts"]:
+                line += (
+                    f"; on its {row['scored_prompts']} scored prompts, mean predicted quality "
+                    f"{row['predicted_quality']:.3f}, observed {row['observed_quality']:.3f}"
+                )
+            print(line)
+        traffic = at.get("traffic")
+        if traffic:
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in traffic["share_at_floor"].items())
             print(
-                f"  {name}: {row['share_at_floor']:.0%} of calls, predicted quality "
-                f"{row['predicted_quality']}, observed {row['observed_quality']}"
+                f"{rule}, on the {traffic['prompts']} unscored (traffic) prompts alone: "
+                f"{shares}; expected quality {traffic['expected_quality_at_floor']:.3f}"
             )
     return 0

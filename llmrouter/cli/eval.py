@@ -27,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Routes every prompt over a sweep of the policy's decision knob (quality_floor "
             "under rule: floor; answer_value_usd under rule: value, its quality_floor, when "
             "written, held as the minimum) with the policy's backends (scores keyed by backend "
-            "name), reads the chosen backend's score and cost (costs, else usage x policy "
-            "prices, else the router's estimate) and compares with single backends, random "
-            "mixing, the zero router and the oracle."
+            "name, else by the backend's model id), reads the chosen backend's score and cost "
+            "(costs, else usage x policy prices, else the router's estimate) and compares "
+            "with single backends, random mixing, the zero router and the oracle."
         ),
     )
     parser.add_argument("--policy", required=True, metavar="FILE", help="policy YAML")
@@ -145,7 +145,7 @@ def _predictor(policy: Policy, weights: str | None) -> QualityPredictor:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmrouter.brain.dataset import read_jsonl
+    from llmrouter.brain.dataset import data_keys, read_jsonl
     from llmrouter.brain.progress import progress_bar
     from llmrouter.policy import load_policy
 
@@ -165,21 +165,23 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"llmrouter: error: {exc}", file=sys.stderr)
         return 2
-    scored = {name for r in records for name in r.scores}
+    keys = data_keys(((b.name, b.model) for b in policy.backends), records)
     backends = [
         b.model_copy(update={"calibration": overrides.get(b.name, b.calibration)})
         for b in policy.backends
-        if b.name in scored
+        if b.name in keys
     ]
     if not backends:
-        seen = ", ".join(sorted(scored)[:8]) or "none"
+        seen = ", ".join(sorted({k for r in records for k in r.scores})[:8]) or "none"
         print(
-            "llmrouter: error: no policy backend name appears in the data's scores "
-            f"(policy: {', '.join(b.name for b in policy.backends)}; data: {seen})",
+            "llmrouter: error: no policy backend's name or model id appears in the data's "
+            f"scores (policy: {', '.join(f'{b.name} ({b.model})' for b in policy.backends)}; "
+            f"data: {seen})",
             file=sys.stderr,
         )
         return 2
     names = [b.name for b in backends]
+    records = [r.under(keys) for r in records]
     kept = [r for r in records if all(n in r.scores for n in names)]
     if not kept:
         print(f"llmrouter: error: no prompt is scored on all of {names}", file=sys.stderr)
@@ -196,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         )
     report = _evaluate(data, policy.routing, show)
     report["skipped_prompts"] = len(records) - len(kept)
-    report["unscored_backends"] = [b.name for b in policy.backends if b.name not in scored]
+    report["unscored_backends"] = [b.name for b in policy.backends if b.name not in keys]
+    report["scored_by_model_id"] = {name: key for name, key in keys.items() if key != name}
     report["predictor"] = policy.routing.predictor
     if args.plot:
         from llmrouter.brain.plot import plot_report
@@ -258,6 +261,9 @@ def _print_table(report: dict[str, Any]) -> None:
     if report.get("unscored_backends"):
         left_out = ", ".join(report["unscored_backends"])
         print(f"not evaluated (no scores in the data; the router may still pick them): {left_out}")
+    if report.get("scored_by_model_id"):
+        read = ", ".join(f"{name} <- {key}" for name, key in report["scored_by_model_id"].items())
+        print(f"scores read by model id: {read}")
     if report.get("skipped_prompts"):
         print(f"skipped {report['skipped_prompts']} prompts not scored on every backend above")
     print(
