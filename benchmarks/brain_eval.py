@@ -36,6 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gsm8k_grading import gsm8k_grading  # noqa: E402  (this directory is on sys.path)
+
 from llmrouter.brain.abilities import BackendParams, rating_ability, resolve_params  # noqa: E402
 from llmrouter.brain.calibration import fit_backend  # noqa: E402
 from llmrouter.brain.convert import llmrouter_prices, load_shared  # noqa: E402
@@ -191,38 +193,50 @@ def _reported(rule: str, section: str, key: str) -> Callable[[EvalMatrix], float
     return metric
 
 
-def routellm(cv: CrossValidation, reps: int) -> dict[str, Any]:
-    """Mixtral vs GPT-4, cost in units of one Mixtral call (GPT-4 = 10 units)."""
+def _two_model(data: EvalMatrix, reps: int) -> dict[str, Any]:
+    """RouteLLM's figures for a Mixtral/GPT-4 matrix, by both rules."""
+    report = evaluate(data, default_floors(data.probs), reference=GPT4)
+    two = report["two_model"]
+    value = evaluate(data, reference=GPT4, rule="value")["two_model"]
+    return {
+        "prompts": data.scores.shape[0],
+        "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
+        "mixtral_quality": report["baselines"]["single"][MIXTRAL]["quality"],
+        "fewer_gpt4_calls_at_95pct": two["fewer_strong_calls_at_target"],
+        "fewer_gpt4_calls_at_95pct_interval90": _interval(
+            data, _reported("floor", "two_model", "fewer_strong_calls_at_target"), reps
+        ),
+        "random_fewer_gpt4_calls_at_95pct": 1 - two["random"]["strong_calls_at_target"],
+        "apgr": two["apgr"],
+        "cpt50": two["cpt50"],
+        "cpt80": two["cpt80"],
+        "value_rule": {
+            "fewer_gpt4_calls_at_95pct": value["fewer_strong_calls_at_target"],
+            "fewer_gpt4_calls_at_95pct_interval90": _interval(
+                data, _reported("value", "two_model", "fewer_strong_calls_at_target"), reps
+            ),
+            "apgr": value["apgr"],
+            "cpt50": value["cpt50"],
+            "cpt80": value["cpt80"],
+        },
+    }
+
+
+def routellm(cv: CrossValidation, reps: int, shared: Path) -> dict[str, Any]:
+    """Mixtral vs GPT-4, cost in units of one Mixtral call (GPT-4 = 10 units).
+
+    ``routellm_gsm8k_regraded``: the same GSM8K decisions scored against labels with GPT-4's
+    misgraded answers re-graded right (``gsm8k_grading.py``); the brains are unchanged."""
     out = {}
     for name in ("routellm_mmlu", "routellm_gsm8k", "routellm_mt_bench"):
         rows = [i for i in cv.rows(name) if {GPT4, MIXTRAL} <= set(cv.records[i].scores)]
         cost = np.tile([1.0, 10.0], (len(rows), 1))
         data = cv.matrix(rows, [MIXTRAL, GPT4], cost, cost)
-        report = evaluate(data, default_floors(data.probs), reference=GPT4)
-        two = report["two_model"]
-        value = evaluate(data, reference=GPT4, rule="value")["two_model"]
-        out[name] = {
-            "prompts": len(rows),
-            "gpt4_quality": report["baselines"]["single"][GPT4]["quality"],
-            "mixtral_quality": report["baselines"]["single"][MIXTRAL]["quality"],
-            "fewer_gpt4_calls_at_95pct": two["fewer_strong_calls_at_target"],
-            "fewer_gpt4_calls_at_95pct_interval90": _interval(
-                data, _reported("floor", "two_model", "fewer_strong_calls_at_target"), reps
-            ),
-            "random_fewer_gpt4_calls_at_95pct": 1 - two["random"]["strong_calls_at_target"],
-            "apgr": two["apgr"],
-            "cpt50": two["cpt50"],
-            "cpt80": two["cpt80"],
-            "value_rule": {
-                "fewer_gpt4_calls_at_95pct": value["fewer_strong_calls_at_target"],
-                "fewer_gpt4_calls_at_95pct_interval90": _interval(
-                    data, _reported("value", "two_model", "fewer_strong_calls_at_target"), reps
-                ),
-                "apgr": value["apgr"],
-                "cpt50": value["cpt50"],
-                "cpt80": value["cpt80"],
-            },
-        }
+        out[name] = _two_model(data, reps)
+        if name == "routellm_gsm8k":
+            grading, regraded = gsm8k_grading(shared, [cv.records[i] for i in rows])
+            data.scores = np.asarray([[r.scores[MIXTRAL], r.scores[GPT4]] for r in regraded])
+            out["routellm_gsm8k_regraded"] = {**_two_model(data, reps), "grading": grading}
     return out
 
 
@@ -531,7 +545,7 @@ def main() -> int:
         return 0
     cv = CrossValidation(load_shared(args.shared), args.cache, args.jobs)
     results = {
-        "routellm": routellm(cv, args.bootstrap),
+        "routellm": routellm(cv, args.bootstrap, args.shared),
         "routerbench": routerbench(cv, args.bootstrap),
         "llmrouter": llmrouter_set(cv, args.shared),
         "math": math_levels(cv),

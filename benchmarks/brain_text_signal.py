@@ -20,8 +20,12 @@ predictor would need for a given saving: synthetic scores ``-signal * mixtral_co
 N(0, 1)`` on the real labels, 50 draws per signal strength, with their AUC for Mixtral's
 correctness and the GPT-4 calls they save.
 
+Last, the task's classifiers are refitted on GSM8K labels with GPT-4's misgraded answers
+re-graded (``gsm8k_grading.py``), to see how much of the GPT-4 signal they found was the
+grading.
+
 Usage: python benchmarks/brain_text_signal.py [--shared ../shared/data] [--l2 1e-3 1e-2]
-Needs ../shared (skips when it is absent); about a minute on one core.
+Needs ../shared (skips when it is absent); a few minutes on one core.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from brain_eval import _auc  # noqa: E402  (this directory is on sys.path)
+from gsm8k_grading import gsm8k_grading  # noqa: E402
 
 from llmrouter.brain.convert import load_shared  # noqa: E402
 from llmrouter.brain.evaluation import EvalMatrix, default_floors, evaluate  # noqa: E402
@@ -169,6 +174,11 @@ def main() -> int:
     gsm8k = sets["routellm_gsm8k"]
     out["routellm_gsm8k"] = {f"l2={l2:g}": task_signal(gsm8k, l2, two_model=True) for l2 in args.l2}
     out["routellm_gsm8k"]["needed"] = needed_signal(gsm8k)
+    grading, regraded = gsm8k_grading(args.shared, gsm8k)
+    out["routellm_gsm8k_grading"] = grading
+    out["routellm_gsm8k_regraded"] = {
+        f"l2={l2:g}": task_signal(regraded, l2, two_model=True) for l2 in args.l2
+    }
     print(json.dumps(out, indent=1))
     return 0
 
