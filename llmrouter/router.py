@@ -235,16 +235,25 @@ class Router:
         )
 
     def _sticky(self, messages: Sequence[Mapping[str, Any]], facts: RequestFacts) -> Sticky | None:
-        """The backend this conversation has been on, if the policy keeps conversations put."""
-        if not self.policy.routing.sticky_conversations or facts.turns < 2:
+        """The backend this conversation has been on, if the policy keeps conversations put,
+        and how much of this prompt its provider likely has cached (a tool loop counts: its
+        next request holds the assistant's tool call, though no new user turn)."""
+        routing = self.policy.routing
+        if not routing.sticky_conversations or len(messages) < 2:
             return None
         found = self.conversations.backend_for(messages)
         if found is None or found[0] not in self._backends:
             return None
-        backend, seen = found
+        backend, seen, idle_s = found
         seen_chars = sum(len(message_text(m)) for m in messages[:seen])
         share = seen_chars / max(len(facts.text), 1)
-        return Sticky(backend, int(facts.prompt_tokens * min(share, 1.0)))
+        return Sticky(
+            backend,
+            int(facts.prompt_tokens * min(share, 1.0)),
+            idle_s=idle_s,
+            cache_warm=idle_s <= routing.prompt_cache_ttl_s,
+            stays=routing.sticky_conversations is True,
+        )
 
     # --- completing ------------------------------------------------------------------------------
 

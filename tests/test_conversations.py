@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from llmrouter import ChatCompletion, Router
+from llmrouter.routing import ConversationMemory
 
 from conftest import PolicyFactory, two_tier
 from test_routing import PROOF
@@ -69,3 +70,113 @@ def test_stickiness_can_be_turned_off(make_policy: PolicyFactory, upstream: Upst
     )
     _, history = turn(router, list(PROOF))
     assert router.route([*history, {"role": "user", "content": "Nice, thanks."}]).backend == "small"
+
+
+def _priced(make_policy: PolicyFactory, upstream: Upstream, **routing: Any) -> Router:
+    """Two tiers whose strong backend reads cached prompt tokens at a tenth of its price."""
+    cached = {
+        "price": {
+            "input_per_million": 5.0,
+            "output_per_million": 15.0,
+            "cached_input_per_million": 0.5,
+        }
+    }
+    policy = make_policy(
+        two_tier(upstream.base_url, large=cached), routing=routing, cache={"enabled": False}
+    )
+    return Router(policy)
+
+
+def test_the_conversations_backend_is_priced_with_its_cached_prefix(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    router = _priced(make_policy, upstream)
+    _, history = turn(router, list(PROOF))
+    follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
+    decision = router.route(follow_up)
+    assert decision.backend == "large"
+    fresh = Router(make_policy(two_tier(upstream.base_url), cache={"enabled": False}))
+    full = fresh.route(follow_up).candidate("large")
+    stay = decision.candidate("large")
+    assert stay is not None and full is not None
+    # The history (everything but the new turn) is read at $0.50/M instead of $5/M.
+    assert stay.estimated_cost_usd < full.estimated_cost_usd
+    saved = (full.estimated_cost_usd - stay.estimated_cost_usd) * 1e6 / 4.5
+    assert 0.5 * decision.prompt_tokens < saved < decision.prompt_tokens
+    assert "prompt tokens in its prompt cache" in decision.reason
+
+
+def test_an_expired_prompt_cache_is_not_discounted(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    router = _priced(make_policy, upstream, prompt_cache_ttl_s=300)
+    now = [1000.0]
+    router.conversations = ConversationMemory(clock=lambda: now[0])
+    _, history = turn(router, list(PROOF))
+    follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
+    warm = router.route(follow_up)
+    now[0] += 301
+    cold = router.route(follow_up)
+    assert cold.backend == "large"  # still stays: the conversation keeps its backend
+    assert "expired (301 s idle)" in cold.reason
+    assert cold.candidate("large").estimated_cost_usd > warm.candidate("large").estimated_cost_usd  # type: ignore[union-attr]
+
+
+def test_cost_mode_lets_a_conversation_move_to_a_cheaper_backend(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    router = _priced(make_policy, upstream, sticky_conversations="cost")
+    _, history = turn(router, list(PROOF))
+    follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
+    decision = router.route(follow_up)
+    assert decision.backend == "small"
+    assert "leaves large, the conversation's backend, and its prompt cache" in decision.reason
+    # With a long cached history and a near-priced small backend, staying is the cheaper.
+    close = {"price": {"input_per_million": 4.0, "output_per_million": 15.0}}
+    cached = {
+        "price": {
+            "input_per_million": 5.0,
+            "output_per_million": 15.0,
+            "cached_input_per_million": 0.5,
+        }
+    }
+    router = Router(
+        make_policy(
+            two_tier(upstream.base_url, small=close, large=cached),
+            routing={"sticky_conversations": "cost"},
+            cache={"enabled": False},
+        )
+    )
+    _, history = turn(router, list(PROOF) * 1)
+    history = [*history, {"role": "user", "content": "Nice, thanks."}]
+    stay = router.route(history)
+    assert stay.backend == "large" and "in its prompt cache" in stay.reason
+    assert not stay.reason.startswith("conversation stays")  # it won on cost, not by rule
+
+
+def test_a_tool_loop_stays_and_an_empty_content_echo_is_recognised(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    """A tool result is not a user turn, but the loop is a conversation: its next request
+    goes back to the backend that made the call, however the client echoes that call."""
+    policy = make_policy(
+        two_tier(upstream.base_url, small={"capabilities": ["tools"]}),
+        routing={"quality_floor": 0.4},
+        cache={"enabled": False},
+    )
+    router = Router(policy)
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    asked = [{"role": "user", "content": "What is the capital of France?"}]
+    reply = {"role": "assistant", "content": None, "tool_calls": [call]}
+    router.conversations.remember(asked, reply, "large")
+    for echoed in (None, "", "  "):
+        loop = [
+            *asked,
+            {"role": "assistant", "content": echoed, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "Paris"},
+        ]
+        fresh = Router(policy).route(loop)
+        assert fresh.backend == "small"  # without the memory: the cheap backend
+        decision = router.route(loop)
+        assert decision.backend == "large", echoed
+        assert decision.reason.startswith("conversation stays on large")

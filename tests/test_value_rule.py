@@ -246,6 +246,8 @@ def test_conversation_stays_unless_the_value_rule_wants_a_better_backend(
         ("rule: value\n  answer_value_usd: -1", "routing.answer_value_usd", "greater than 0"),
         ("rule: value\n  answer_value_usd: .nan", "routing.answer_value_usd", "finite"),
         ("rule: value\n  answer_value_usd: lots", "routing.answer_value_usd", "lots"),
+        ("sticky_conversations: sometimes", "routing.sticky_conversations", "true, false or cost"),
+        ("prompt_cache_ttl_s: -1", "routing.prompt_cache_ttl_s", "greater than or equal to 0"),
     ],
 )
 def test_policy_errors_name_the_key(routing: str, key: str, message: str) -> None:

@@ -7,7 +7,7 @@ rather than a setting silently ignored.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -237,7 +237,20 @@ class RoutingConfig(StrictModel):
     expected_output_tokens: int = Field(default=256, gt=0)
     predictor: Literal["learned", "heuristic"] = "learned"
     predictor_weights: str | None = None  # a `llmrouter train --out` directory; default: shipped
-    sticky_conversations: bool = True
+    # True: a conversation stays on its backend unless a turn needs a stronger one (its
+    # cached prefix priced at the cached-input rate); "cost": that backend competes on its
+    # cache-discounted cost, so a conversation can also move to a cheaper backend; False: off.
+    sticky_conversations: bool | Literal["cost"] = True
+    # How long a provider keeps a conversation's prompt cache after its last turn (OpenAI and
+    # Anthropic: about 5 minutes idle); past it the cached prefix is not discounted.
+    prompt_cache_ttl_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("sticky_conversations", mode="before")
+    @classmethod
+    def _sticky_mode(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "cost":
+            return value
+        raise ValueError("expected true, false or cost")
 
     @field_validator("answer_value_usd")
     @classmethod

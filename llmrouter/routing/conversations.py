@@ -2,15 +2,21 @@
 
 Switching models mid-conversation throws away the provider's prompt cache: the
 new backend reads the whole history at the full input price. The router
-remembers, per conversation prefix, the backend that produced its last reply.
+remembers, per conversation prefix, the backend that produced its last reply and
+when, since providers drop a prompt cache after a few idle minutes.
+
+The memory lives in each process: replicas (or ``serve --workers N``) behind a load
+balancer that does not keep a conversation on one of them each remember only the
+turns they answered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..tokens import message_text
@@ -31,7 +37,9 @@ def _digest(messages: Sequence[Mapping[str, Any]]) -> bytes:
         parts += (
             str(message.get("role", "")).encode(),
             b"\x01",
-            message_text(message).encode("utf-8", "surrogatepass"),
+            # Stripped: clients echo a tool-call reply's content as None or "" and trim
+            # whitespace, which must not make a known conversation look new.
+            message_text(message).strip().encode("utf-8", "surrogatepass"),
             b"\x00",
         )
     return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
@@ -45,26 +53,35 @@ def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
 
 
 class ConversationMemory:
-    """A bounded LRU map from conversation prefix to the backend that answered it (keys
-    are 16-byte digests: 65 bytes an entry less than hex strings)."""
+    """A bounded LRU map from conversation prefix to the backend that answered it, and the
+    second it did (keys are 16-byte digests: 65 bytes an entry less than hex strings)."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, str] = OrderedDict()
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
         self._lock = threading.Lock()
+        # The last (backend, second) stored: calls answered in the same second share one
+        # tuple, so a busy memory holds few of them.
+        self._stamp: tuple[str, int] = ("", -1)
 
-    def backend_for(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, int] | None:
-        """The backend of the conversation's last reply, and how many messages precede
-        (and include) that reply; None for a new conversation."""
+    def backend_for(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, int, float] | None:
+        """The backend of the conversation's last reply, how many messages precede (and
+        include) that reply, and the seconds since it; None for a new conversation."""
         index = last_assistant_index(messages)
         if index is None:
             return None
         key = _digest(messages[: index + 1])
         with self._lock:
-            backend = self._entries.get(key)
-            if backend is not None:
+            found = self._entries.get(key)
+            if found is not None:
                 self._entries.move_to_end(key)
-        return (backend, index + 1) if backend is not None else None
+        if found is None:
+            return None
+        backend, second = found
+        return backend, index + 1, max(self._clock() - second, 0.0)
 
     def remember(
         self,
@@ -73,8 +90,12 @@ class ConversationMemory:
         backend: str,
     ) -> None:
         key = _digest([*messages, reply])
+        second = int(self._clock())
         with self._lock:
-            self._entries[key] = backend
+            stamp = self._stamp
+            if stamp[1] != second or stamp[0] != backend:
+                stamp = self._stamp = (backend, second)
+            self._entries[key] = stamp
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

@@ -43,10 +43,20 @@ _TIE = 1e-12
 
 @dataclass(frozen=True, slots=True)
 class Sticky:
-    """The backend a conversation has been on, and how much of the prompt it has seen."""
+    """The backend a conversation has been on and how many of this prompt's tokens it has
+    read; whether its provider likely still caches them (``cache_warm``, from ``idle_s``);
+    and whether the conversation stays there while that backend clears the floor
+    (``stays``) or the backend only competes with its cached prefix discounted."""
 
     backend: str
     prefix_tokens: int
+    idle_s: float = 0.0
+    cache_warm: bool = True
+    stays: bool = True
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.prefix_tokens if self.cache_warm else 0
 
 
 def select(
@@ -68,9 +78,20 @@ def select(
     candidates: list[Candidate] = []
     eligible: list[Candidate] = []
     floor, probability = limits.quality_floor, predictor.probability
+    # The conversation's backend is priced with its cached prefix at the cached-input rate:
+    # any other backend would read the whole history at the full input price.
+    sticky_name = sticky.backend if sticky is not None else None
+    discounted = False
     for backend in backends:
         name = backend.name
-        cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
+        if name == sticky_name:
+            assert sticky is not None
+            cached = sticky.cached_tokens
+            cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens, cached)
+            cache_rate = backend.resolved_price.cached_input_per_million
+            discounted = cached > 0 and cache_rate is not None
+        else:
+            cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
         estimate = latency.get(name)
         predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None
         quality = probability(profile, backend)
@@ -98,9 +119,11 @@ def select(
     excluded = [c for c in candidates if not c.eligible]
     ranked = passing + failing + excluded
 
-    staying = next((c for c in passing if sticky and c.name == sticky.backend), None)
-    if staying is not None and value is not None:
-        staying = _stays_under_value(staying, passing[0])
+    staying = None
+    if sticky is not None and sticky.stays:
+        staying = next((c for c in passing if c.name == sticky.backend), None)
+        if staying is not None and value is not None:
+            staying = _stays_under_value(staying, passing[0])
     if pinned is not None:
         chosen = next(c for c in candidates if c.name == pinned)
         if chosen.excluded_reason and chosen.excluded_reason.startswith("context window"):
@@ -114,7 +137,7 @@ def select(
         ranked.insert(0, staying)
         reason = (
             f"conversation stays on {chosen.name}: still predicted ≥ {limits.quality_floor:.2f} "
-            f"(p={chosen.predicted_quality:.2f}); switching would forfeit its prompt cache"
+            f"(p={chosen.predicted_quality:.2f})"
             if value is None
             else _value_stay_reason(chosen, passing[0])
         )
@@ -134,6 +157,8 @@ def select(
         )
     else:
         raise _nothing_serves(facts, needed_window, backends, candidates)
+    if sticky is not None and pinned is None:
+        reason += _cache_note(sticky, chosen, facts.prompt_tokens, staying is not None, discounted)
 
     return Decision(
         backend=chosen.name,
@@ -148,12 +173,36 @@ def select(
     )
 
 
-def estimated_cost_usd(backend: BackendConfig, prompt_tokens: int, output_tokens: int) -> float:
-    """What a call is expected to cost on ``backend`` (``llmrouter eval`` uses it too)."""
+def estimated_cost_usd(
+    backend: BackendConfig, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0
+) -> float:
+    """What a call is expected to cost on ``backend`` (``llmrouter eval`` uses it too), with
+    ``cached_tokens`` of the prompt read from the provider's prompt cache at its cached-input
+    price (the input price when none is known)."""
     price = backend.resolved_price
+    cost = prompt_tokens * price.input_per_million + output_tokens * price.output_per_million
+    if cached_tokens and price.cached_input_per_million is not None:
+        cost -= cached_tokens * (price.input_per_million - price.cached_input_per_million)
+    return cost / 1_000_000
+
+
+def _cache_note(
+    sticky: Sticky, chosen: Candidate, prompt_tokens: int, stayed: bool, discounted: bool
+) -> str:
+    """What the conversation's prompt cache did to this decision, for the reason."""
+    if chosen.name != sticky.backend:
+        if not sticky.cache_warm:
+            return f"; {sticky.backend}'s prompt cache had likely expired ({sticky.idle_s:.0f} s)"
+        return f"; leaves {sticky.backend}, the conversation's backend, and its prompt cache"
+    if not sticky.cache_warm:
+        kept = "kept for the conversation's continuity" if stayed else "not discounted"
+        return f"; its prompt cache has likely expired ({sticky.idle_s:.0f} s idle), {kept}"
+    if not discounted:
+        return "; switching would forfeit its prompt cache (no cached-input price to count)"
     return (
-        prompt_tokens * price.input_per_million + output_tokens * price.output_per_million
-    ) / 1_000_000
+        f"; est. ${chosen.estimated_cost_usd:.6f} with ~{sticky.prefix_tokens} of "
+        f"{prompt_tokens} prompt tokens in its prompt cache (switching would forfeit it)"
+    )
 
 
 def _latency_key(candidate: Candidate) -> float:
@@ -207,8 +256,7 @@ def _value_reason(chosen: Candidate, count: int, value: float, floor: float) -> 
 def _value_stay_reason(chosen: Candidate, top: Candidate) -> str:
     return (
         f"conversation stays on {chosen.name} (p={chosen.predicted_quality:.2f}): the best "
-        f"expected value, {top.name} (p={top.predicted_quality:.2f}), is not predicted better; "
-        f"switching would forfeit its prompt cache"
+        f"expected value, {top.name} (p={top.predicted_quality:.2f}), is not predicted better"
     )
 
 
