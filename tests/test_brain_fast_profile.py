@@ -17,7 +17,12 @@ import pytest
 
 from llmrouter.brain import LearnedPredictor
 from llmrouter.brain.abilities import BackendParams
-from llmrouter.brain.features import hashed_ngram_list, hashed_ngrams, structural_features
+from llmrouter.brain.features import (
+    STRUCTURAL_NAMES,
+    hashed_ngram_list,
+    hashed_ngrams,
+    structural_features,
+)
 from llmrouter.brain.model import SHORT_PROMPT_TOKENS, PromptState
 from llmrouter.policy.schema import BackendConfig
 from llmrouter.tokens import encode
@@ -126,8 +131,18 @@ def test_state_matches_the_numpy_path(predictor: LearnedPredictor) -> None:
 
 
 def _reference_signals(predictor: LearnedPredictor, text: str) -> list[tuple[str, float]]:
-    _, contributions = predictor.weights.state_numpy(text, encode(text))
-    ranked = sorted(contributions, key=lambda item: -abs(item[1]))
+    """The largest contributions, the two digit features shown as one ("numbers") and a
+    structural feature the prompt lacks named "no ..." (except length)."""
+    ids = encode(text)
+    _, contributions = predictor.weights.state_numpy(text, ids)
+    values = dict(contributions)
+    values["numbers"] += values.pop("digits")
+    present = dict(zip(STRUCTURAL_NAMES, structural_features(text, len(ids)), strict=True))
+    named = [
+        (f"no {name}" if name != "length" and present.get(name, 1.0) == 0 else name, value)
+        for name, value in values.items()
+    ]
+    ranked = sorted(named, key=lambda item: -abs(item[1]))
     return [(name, value) for name, value in ranked[:5] if abs(value) >= 0.05]
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import PolicyFactory, two_tier
 from upstream import Upstream
 
@@ -109,3 +111,42 @@ def test_spend_on_empty_ledger(make_policy: PolicyFactory) -> None:
 def test_no_command_prints_help() -> None:
     out = run()
     assert out.returncode == 2 and "usage" in out.stdout
+
+
+def test_route_explains_demands_and_reads_a_whole_request(
+    make_policy: PolicyFactory, tmp_path: Path
+) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    out = run(
+        "route", "Write a Python function that merges two sorted lists.", "--policy", str(path)
+    )
+    assert out.returncode == 0, out.stderr
+    demands = next(line for line in out.stdout.splitlines() if line.startswith("demands:"))
+    assert demands.split()[1] == "code"  # the largest share first
+    signals = next(line for line in out.stdout.splitlines() if line.startswith("signals:"))
+    assert "no numbers" in signals and "digits" not in signals  # the prompt has no digits
+    # A whole request: a conversation with list-of-parts content and tools, which the small
+    # backend lacks.
+    request = {
+        "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi! How are you?"}]},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    }
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    out = run(
+        "route", "--messages", str(tmp_path / "request.json"), "--policy", str(path), "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout)
+    assert decision["backend"] == "large"
+    assert sum(decision["demands"].values()) == pytest.approx(1.0)
+    small = next(c for c in decision["candidates"] if c["name"] == "small")
+    assert small["excluded_reason"] == "lacks capability: tools"
+    for bad in ([], ["--messages", str(tmp_path / "request.json"), "Hi"]):
+        out = run("route", *bad, "--policy", str(path))
+        assert out.returncode == 2 and "one of them" in out.stderr
+    (tmp_path / "broken.json").write_text("{")
+    out = run("route", "--messages", str(tmp_path / "broken.json"), "--policy", str(path))
+    assert out.returncode == 2 and "not JSON" in out.stderr

@@ -212,7 +212,7 @@ class BrainWeights:
 
         Same values as ``state_numpy`` (to float32 rounding) at a fraction of its cost.
         """
-        state, values = self.state_values(text, token_ids)
+        state, values, _ = self.state_values(text, token_ids)
         return state, list(zip(self._names, values, strict=True))
 
     @property
@@ -220,8 +220,11 @@ class BrainWeights:
         """The names of the values ``state_values`` returns, in order."""
         return self._names
 
-    def state_values(self, text: str, token_ids: Sequence[int]) -> tuple[PromptState, list[float]]:
-        """``state`` with the contributions as bare values, ordered as ``contribution_names``."""
+    def state_values(
+        self, text: str, token_ids: Sequence[int]
+    ) -> tuple[PromptState, list[float], tuple[float, ...]]:
+        """``state`` with the contributions as bare values, ordered as ``contribution_names``,
+        and the prompt's structural features (a zero one is a feature the prompt lacks)."""
         n = len(token_ids)
         struct = structural_features(text, n)
         if len(struct) > self._n_struct:  # weights trained on a prefix of today's features
@@ -282,7 +285,7 @@ class BrainWeights:
         values += map(sub, map(mul, self._cat_diff, demands), self._cat_diff_mean)
         # The n-gram part of the difficulty logit: the total less its structural part and bias.
         values.append(total[0] - sum(map(mul, struct, self._struct_w0)) - self._bias_wording)
-        return PromptState(difficulty, demands, tuple(factors)), values
+        return PromptState(difficulty, demands, tuple(factors)), values, struct
 
     def state_numpy(
         self, text: str, token_ids: Sequence[int]

@@ -8,13 +8,10 @@ from operator import mul
 from pathlib import Path
 from typing import Any, Protocol
 
-from .abilities import BackendParams, resolve_params
-from .model import DEFAULT_WEIGHTS, BrainWeights, PromptState
+from llmrouter.routing.predictor import PromptProfile
 
-try:
-    from llmrouter.routing.predictor import PromptProfile
-except ImportError:  # the core router predates this package in some checkouts
-    from .profile import PromptProfile  # type: ignore[assignment]
+from .abilities import BackendParams, resolve_params
+from .model import CATEGORIES, DEFAULT_WEIGHTS, BrainWeights, PromptState
 
 __all__ = ["LearnedPredictor"]
 
@@ -50,31 +47,49 @@ class LearnedPredictor:
         # id(backend) -> (backend, model, quality, calibration copy, params, skills+loadings):
         # the hot path checks the three fields instead of building a hashable key.
         self._by_backend: dict[int, tuple[Any, str, float, Any, BackendParams, tuple]] = {}
+        names = self.weights.contribution_names
+        # A structural feature the prompt lacks still contributes (it sits below the training
+        # mean), and is named so: "no numbers", not "numbers".
+        self._absent_names = tuple(f"no {n}" if n != "length" else n for n in names)
+        # "digits" (a count) and "numbers" (a density) read the same digits, and their
+        # contributions mostly cancel: the signals show their sum, as "numbers".
+        self._merge = (
+            (names.index("numbers"), names.index("digits"))
+            if "numbers" in names and "digits" in names
+            else None
+        )
 
     def profile(self, text: str, token_ids: Sequence[int]) -> PromptProfile:
         weights = self.weights
-        state, values = weights.state_values(text, token_ids)
+        state, values, struct = weights.state_values(text, token_ids)
+        if self._merge is not None:
+            into, merged = self._merge
+            values[into] += values[merged]
+            values[merged] = 0.0
         magnitudes = list(map(abs, values))
         # Stable, so equal magnitudes keep the order of ``contribution_names``.
         order = sorted(range(len(values)), key=magnitudes.__getitem__, reverse=True)
-        names = weights.contribution_names
+        names, absent, n_struct = weights.contribution_names, self._absent_names, len(struct)
         signals = []
         for i in order[:_MAX_SIGNALS]:
             if not magnitudes[i] >= _MIN_SIGNAL:
                 break  # the rest are smaller still
             value = values[i]
+            name = absent[i] if i < n_struct and not struct[i] else names[i]
             # round(value, 3) costs ~0.4 µs (exact decimal conversion); away from a
             # half-way case, the nearest integer to value * 1000 is the same digits.
             scaled = value * 1000.0
             nearest = round(scaled) if magnitudes[i] < 1e12 else 0
             if -0.4999 < scaled - nearest < 0.4999:
-                signals.append((names[i], nearest / 1000.0))
+                signals.append((name, nearest / 1000.0))
             else:
-                signals.append((names[i], round(value, 3)))
+                signals.append((name, round(value, 3)))
         # weights.complexity(), inlined.
         z = (state.difficulty - weights._center) / weights._scale
         complexity = 1.0 / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
-        return PromptProfile(complexity, tuple(signals), state)
+        return PromptProfile(
+            complexity, tuple(signals), state, tuple(zip(CATEGORIES, state.demands, strict=True))
+        )
 
     def states(
         self, texts: Iterable[str], progress: Callable[[int], None] | None = None

@@ -39,6 +39,9 @@ class Decision:
     pinned: bool = False
     # The value rule's worth of a good answer (USD); None when the floor rule decided.
     answer_value_usd: float | None = None
+    # What the prompt asks for, by share (maths, code, reasoning, knowledge, chat), when the
+    # predictor says (the learned one does; the heuristic does not).
+    demands: dict[str, float] = field(default_factory=dict)
 
     @property
     def rule(self) -> str:

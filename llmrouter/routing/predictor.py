@@ -25,6 +25,8 @@ class PromptProfile:
     complexity: float
     signals: tuple[tuple[str, float], ...] = ()
     state: object = None
+    # What the prompt asks for (maths, code, ...), each a share; empty when not predicted.
+    demands: tuple[tuple[str, float], ...] = ()
 
 
 @runtime_checkable

@@ -170,6 +170,7 @@ def select(
         signals=list(profile.signals),
         pinned=pinned is not None,
         answer_value_usd=value,
+        demands=dict(profile.demands),
     )
 
 
