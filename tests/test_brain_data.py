@@ -52,6 +52,15 @@ def test_round_trip_and_unknown_scores(tmp_path: Path) -> None:
         '{"id": "a", "prompt": "x", "scores": {}, "usage": {"m": {"prompt_tokens": -3}}}',
         '{"id": "a", "prompt": "x", "scores": {}, "usage": {"m": {"input_tokens": 3}}}',
         '{"id": "a", "prompt": "x", "scores": {}, "level": 2.7}',
+        '{"id": "a", "prompt": "x", "scores": {}, "level": 0}',
+        '{"id": "a", "prompt": "x", "scores": {}, "level": 6}',
+        '{"id": "a", "prompt": "x", "scores": {}, "usage": {"m": {"prompt_tokens": 3}}}',
+        '{"prompt": "x", "scores": {}, "usage": {"m": '
+        '{"prompt_tokens": 3, "completion_tokens": 2.5}}}',
+        '{"prompt": "x", "messages": [{"role": "user", "content": "y"}], "scores": {}}',
+        '{"messages": [{"role": "robot", "content": "y"}], "scores": {}}',
+        '{"messages": [{"role": "user", "content": 42}], "scores": {}}',
+        '{"messages": [], "scores": {}}',
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str) -> None:
@@ -59,6 +68,19 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str) -> None:
     path.write_text('{"prompt": "fine", "scores": {}}\n' + line + "\n")
     with pytest.raises(DataError, match=r"bad\.jsonl:2"):
         read_jsonl([path])
+
+
+def test_files_without_records_are_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match=r"no records in .*empty\.jsonl"):
+        read_jsonl([empty])
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text(
+        '{"prompt": "x", "usage": {"m": {"prompt_tokens": 3.0, "completion_tokens": 2}}}\n'
+    )
+    (record,) = read_jsonl([empty, whole])
+    assert record.usage["m"].prompt_tokens == 3
 
 
 def test_a_line_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llmrouter.errors import InvalidRequest
+from llmrouter.routing.request import validate_messages
 from llmrouter.tokens import message_text
 
 __all__ = [
@@ -31,6 +33,10 @@ __all__ = [
     "record_from_json",
     "write_jsonl",
 ]
+
+
+# The ordinal difficulty scale ``level`` is on: MATH's 1-5 (the trainer fits 4 thresholds).
+MAX_LEVEL = 5
 
 
 class DataError(ValueError):
@@ -106,12 +112,18 @@ def data_keys(backends: Iterable[tuple[str, str]], records: Sequence[Record]) ->
 
 
 def _text_of(obj: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
-    if isinstance(obj.get("prompt"), str):
-        return obj["prompt"], None
-    messages = obj.get("messages")
-    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
-        return "\n".join(message_text(m) for m in messages), messages
-    raise ValueError('needs "prompt" (string) or "messages" (list of objects)')
+    prompt, messages = obj.get("prompt"), obj.get("messages")
+    if prompt is not None and messages is not None:
+        raise ValueError('has both "prompt" and "messages"; give one')
+    if isinstance(prompt, str):
+        return prompt, None
+    if messages is None:
+        raise ValueError('needs "prompt" (string) or "messages" (list of objects)')
+    try:  # as the router would read them
+        checked = validate_messages(messages)
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from None
+    return "\n".join(message_text(m) for m in checked), checked
 
 
 def _number(value: Any, what: str) -> float:
@@ -137,6 +149,14 @@ def _amount(value: Any, what: str) -> float:
     return number
 
 
+def _tokens(value: Any, what: str) -> int:
+    """A token count: a whole number >= 0 (5.0 is accepted as 5; 5.5 is an error)."""
+    number = _amount(value, what)
+    if number != int(number):
+        raise ValueError(f"{what} must be a whole number of tokens, got {number}")
+    return int(number)
+
+
 def record_from_json(obj: Any) -> Record:
     """Validate one decoded line; raises ValueError saying what is wrong."""
     if not isinstance(obj, dict):
@@ -155,17 +175,21 @@ def record_from_json(obj: Any) -> Record:
     for name, u in _mapping(obj, "usage").items():
         if not isinstance(u, dict):
             raise ValueError(f"usage[{name!r}] must be an object")
-        if not {"prompt_tokens", "completion_tokens"} & set(u):
+        if not {"prompt_tokens", "completion_tokens"} <= set(u):
             raise ValueError(
                 f"usage[{name!r}] needs prompt_tokens and completion_tokens, got {sorted(u)}"
             )
         usage[str(name)] = Usage(
-            int(_amount(u.get("prompt_tokens", 0), f"usage[{name!r}].prompt_tokens")),
-            int(_amount(u.get("completion_tokens", 0), f"usage[{name!r}].completion_tokens")),
+            _tokens(u["prompt_tokens"], f"usage[{name!r}].prompt_tokens"),
+            _tokens(u["completion_tokens"], f"usage[{name!r}].completion_tokens"),
         )
     level = obj.get("level")
-    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
-        raise ValueError(f"level must be an integer (1 = easiest), got {level!r}")
+    if level is not None and (
+        isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= MAX_LEVEL
+    ):
+        raise ValueError(
+            f"level must be an integer from 1 (easiest) to {MAX_LEVEL} (hardest), got {level!r}"
+        )
     return Record(
         id=str(obj.get("id", "")),
         text=text,
@@ -197,10 +221,15 @@ def _iter_file(path: Path) -> Iterator[Record]:
 
 
 def read_jsonl(paths: Iterable[str | Path]) -> list[Record]:
-    """All records of the given files, in order; raises DataError on a malformed line."""
+    """All records of the given files, in order; raises DataError on a malformed line, and
+    when the files hold no record at all."""
     records: list[Record] = []
+    names = []
     for path in paths:
+        names.append(str(path))
         records.extend(_iter_file(Path(path)))
+    if not records:
+        raise DataError(f"no records in {', '.join(names)} (one JSON object per line)")
     return records
 
 

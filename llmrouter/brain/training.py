@@ -27,7 +27,7 @@ from llmrouter.tokens import encode
 
 from .abilities import canonical_model_id
 from .convert import category_of_task
-from .dataset import Record
+from .dataset import MAX_LEVEL, Record
 from .features import HASH_BITS, STRUCTURAL_NAMES, hashed_ngrams, structural_features
 from .folds import fold_of
 from .model import CATEGORIES, BrainWeights
@@ -223,7 +223,7 @@ def _observations(records: Sequence[Record], config: TrainConfig) -> _Observatio
             target.append(score)
             weight.append(1.0)
         if record.level is not None:
-            for k in range(1, 5):
+            for k in range(1, MAX_LEVEL):
                 prompt.append(i)
                 model.append(models.setdefault(f"{_LEVEL_PREFIX}{k}", len(models)))
                 target.append(1.0 if record.level <= k else 0.0)
