@@ -237,6 +237,29 @@ def test_conversation_stays_unless_the_value_rule_wants_a_better_backend(
     assert moved.backend == "strong" and "best expected value" in moved.reason
 
 
+def test_moving_up_must_be_worth_the_prompt_cache_it_forfeits(make_router: Any) -> None:
+    """mid reads a long history at $0.10/M from its cache instead of $1/M: at $0.28 a good
+    answer, strong's extra 0.1 of probability beats mid read in full, not mid with its cache."""
+    cached = {
+        "price": {
+            "input_per_million": 1.0,
+            "output_per_million": 4.0,
+            "cached_input_per_million": 0.1,
+        }
+    }
+    router = make_router(value_policy(0.28), mid=cached)
+    reply = {"role": "assistant", "content": "word " * 1900}
+    router.conversations.remember(GREETING, reply, "mid")
+    messages = [*GREETING, reply, {"role": "user", "content": "And then?"}]
+    fresh = make_router(value_policy(0.28), mid=cached).route(messages)
+    assert fresh.backend == "strong"  # no cache to keep: strong's extra probability is worth it
+    decision = router.route(messages)
+    assert decision.backend == "mid"
+    assert "in its prompt cache" in decision.reason
+    worth = {c.name: 0.28 * c.predicted_quality - c.estimated_cost_usd for c in decision.candidates}
+    assert max(worth, key=worth.__getitem__) == "mid"
+
+
 @pytest.mark.parametrize(
     ("routing", "key", "message"),
     [
