@@ -46,7 +46,7 @@ from .routing import (
     select,
     validate_messages,
 )
-from .shared import open_budgets, open_shared_state
+from .shared import CONVERSATIONS_KEPT, open_budgets, open_shared_state
 from .streaming import AsyncCompletionStream, CompletionStream, StreamAccumulator, replay_chunks
 from .tokens import message_text
 
@@ -154,11 +154,15 @@ class Router:
         }
         self._reference = self.policy.reference_backend
         self.predictor = predictor if predictor is not None else default_predictor(self.policy)
-        self.conversations = ConversationMemory(max_entries=10_000)
         self._compressor = compressor(self.policy)
-        # Replicas share the exact cache, breakers and latency through Redis when the policy
-        # names one; otherwise they live in this process (the cache on local disk).
+        # Replicas share the exact cache, breakers, latency and conversations through Redis
+        # when the policy names one; otherwise they live in this process (the cache on disk).
         self.shared = open_shared_state(self.policy)
+        self.conversations: ConversationMemory = (
+            self.shared.conversations
+            if self.shared is not None
+            else ConversationMemory(max_entries=CONVERSATIONS_KEPT)
+        )
         self.health: CircuitBreaker
         self.latency: LatencyTracker
         self.cache: ExactCache | None

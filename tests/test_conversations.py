@@ -180,3 +180,34 @@ def test_a_tool_loop_stays_and_an_empty_content_echo_is_recognised(
         decision = router.route(loop)
         assert decision.backend == "large", echoed
         assert decision.reason.startswith("conversation stays on large")
+
+
+def test_replicas_share_which_backend_a_conversation_is_on(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    """Behind a load balancer the next turn lands on another replica: it stays put too."""
+    from services import fresh_redis
+
+    from llmrouter.shared.conversations import SharedConversationMemory
+
+    with fresh_redis() as (url, prefix):
+        shared = {"redis_url": url, "key_prefix": prefix}
+        policy = make_policy(
+            two_tier(upstream.base_url), cache={"enabled": False}, shared_state=shared
+        )
+        a, b = Router(policy), Router(policy)
+        try:
+            backend, history = turn(a, list(PROOF))
+            assert backend == "large"
+            assert isinstance(a.conversations, SharedConversationMemory)
+            a.conversations.flush()
+            follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
+            decision = b.route(follow_up)
+            assert decision.backend == "large"
+            assert decision.reason.startswith("conversation stays on large")
+            # A conversation neither replica answered is new to both.
+            other = [*PROOF, {"role": "assistant", "content": "?"}, follow_up[-1]]
+            assert b.route(other).backend == "small"
+        finally:
+            a.close()
+            b.close()

@@ -3,6 +3,7 @@ two replicas see alike."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,55 @@ def test_latency_estimates_are_pooled_across_replicas(
     finally:
         a.stop()
         b.stop()
+
+
+def test_shared_conversations_are_trusted_for_one_ttl(
+    client: redis.Redis, shared: tuple[str, str]
+) -> None:
+    from llmrouter.shared.conversations import SharedConversationMemory
+
+    _, prefix = shared
+    start = int(time.time()) // 60 * 60 + 10  # wall-clock: Redis expires the window's hash
+    now = [float(start)]
+    a = SharedConversationMemory(client, prefix, 60, 100, clock=lambda: now[0])
+    b = SharedConversationMemory(client, prefix, 60, 100, clock=lambda: now[0])
+    asked = [{"role": "user", "content": "What is 2 + 2?"}]
+    reply = {"role": "assistant", "content": "4"}
+    follow_up = [*asked, reply, {"role": "user", "content": "And 3 + 3?"}]
+    try:
+        a.remember(asked, reply, "large")
+        a.flush()
+        (name,) = client.scan_iter(match=f"{prefix}:conv:*")
+        window = start // 60
+        assert name.decode() == f"{prefix}:conv:{window}"
+        assert client.ttl(name) > 0  # expires one TTL after its window closes
+        now[0] += 30
+        assert b.backend_for(follow_up) == ("large", 2, 30.0)
+        c = SharedConversationMemory(client, prefix, 60, 100, clock=lambda: now[0])
+        now[0] += 31  # 61 s old: still in Redis (the previous window), no longer trusted
+        assert c.backend_for(follow_up) is None
+        c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_shared_conversations_fall_back_to_the_local_memory_without_redis(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from llmrouter.shared.conversations import SharedConversationMemory
+
+    down = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)
+    memory = SharedConversationMemory(down, "x", 60, 100)
+    asked = [{"role": "user", "content": "Hi"}]
+    reply = {"role": "assistant", "content": "Hello"}
+    try:
+        memory.remember(asked, reply, "small")
+        memory.flush()
+        turn = [*asked, reply, {"role": "user", "content": "Bye"}]
+        assert memory.backend_for(turn)[:2] == ("small", 2)  # type: ignore[index]
+        other = [*asked, {"role": "assistant", "content": "?"}, turn[-1]]
+        assert memory.backend_for(other) is None
+    finally:
+        memory.close()
+    assert "not shared" in caplog.text and "unavailable" in caplog.text

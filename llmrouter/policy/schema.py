@@ -368,6 +368,10 @@ class SharedStateConfig(StrictModel):
     # Budget leases: calls spend from blocks of budget each replica draws from Redis, not
     # one Redis reserve per call (docs/spend.md: the guarantee and the trade-off).
     budget_leases: bool = True
+    # How long replicas share which backend answered a conversation (sticky conversations
+    # across replicas); a conversation idle longer starts afresh. Redis holds every answered
+    # call's entry (~100 bytes) for one to two of these.
+    conversation_ttl_s: float = Field(default=3_600.0, gt=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -5,9 +5,8 @@ new backend reads the whole history at the full input price. The router
 remembers, per conversation prefix, the backend that produced its last reply and
 when, since providers drop a prompt cache after a few idle minutes.
 
-The memory lives in each process: replicas (or ``serve --workers N``) behind a load
-balancer that does not keep a conversation on one of them each remember only the
-turns they answered.
+This memory lives in one process; with ``shared_state.redis_url`` replicas share it
+(``llmrouter.shared.conversations``).
 """
 
 from __future__ import annotations
@@ -54,7 +53,10 @@ def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
 
 class ConversationMemory:
     """A bounded LRU map from conversation prefix to the backend that answered it, and the
-    second it did (keys are 16-byte digests: 65 bytes an entry less than hex strings)."""
+    second it did (keys are 16-byte digests: 65 bytes an entry less than hex strings).
+
+    ``clock`` gives the seconds: monotonic in one process; wall-clock where replicas compare
+    them (``llmrouter.shared.conversations``)."""
 
     def __init__(
         self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
@@ -73,11 +75,7 @@ class ConversationMemory:
         index = last_assistant_index(messages)
         if index is None:
             return None
-        key = _digest(messages[: index + 1])
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
+        found = self._lookup(_digest(messages[: index + 1]))
         if found is None:
             return None
         backend, second = found
@@ -89,8 +87,16 @@ class ConversationMemory:
         reply: Mapping[str, Any],
         backend: str,
     ) -> None:
-        key = _digest([*messages, reply])
-        second = int(self._clock())
+        self._store(_digest([*messages, reply]), backend, int(self._clock()))
+
+    def _lookup(self, key: bytes) -> tuple[str, int] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+        return found
+
+    def _store(self, key: bytes, backend: str, second: int) -> None:
         with self._lock:
             stamp = self._stamp
             if stamp[1] != second or stamp[0] != backend:
@@ -99,3 +105,6 @@ class ConversationMemory:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def close(self) -> None:
+        """Nothing to release here; the shared memory stops its writer."""

@@ -12,10 +12,14 @@ from ..policy.schema import Policy
 if TYPE_CHECKING:
     from ..budgets import Budgets
     from .cache import RedisExactCache
+    from .conversations import SharedConversationMemory
     from .health import SharedCircuitBreaker
     from .latency import SharedLatencyTracker
 
-__all__ = ["SharedState", "open_budgets", "open_shared_state"]
+__all__ = ["CONVERSATIONS_KEPT", "SharedState", "open_budgets", "open_shared_state"]
+
+# Conversations each replica keeps in memory (LRU); the shared ones live in Redis.
+CONVERSATIONS_KEPT = 10_000
 
 
 @dataclass
@@ -26,9 +30,11 @@ class SharedState:
     cache: RedisExactCache | None
     health: SharedCircuitBreaker
     latency: SharedLatencyTracker
+    conversations: SharedConversationMemory
 
     def close(self) -> None:
         self.latency.stop()
+        self.conversations.close()
         if self.cache is not None:
             self.cache.close()
         self.client.close()
@@ -46,6 +52,7 @@ def open_shared_state(policy: Policy) -> SharedState | None:
     if config.redis_url is None:
         return None
     from .cache import RedisExactCache
+    from .conversations import SharedConversationMemory
     from .health import SharedCircuitBreaker
     from .latency import SharedLatencyTracker
 
@@ -70,6 +77,9 @@ def open_shared_state(policy: Policy) -> SharedState | None:
         ),
         latency=SharedLatencyTracker(
             client, prefix, replica, [b.name for b in policy.backends], config.latency_sync_s
+        ),
+        conversations=SharedConversationMemory(
+            client, prefix, config.conversation_ttl_s, CONVERSATIONS_KEPT
         ),
     )
 
