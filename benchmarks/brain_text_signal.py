@@ -11,8 +11,8 @@ cost on the training folds as the router's estimate, and the script prints each 
 held-out AUC and the cost to reach 95% of GPT-4's accuracy, as a share of GPT-4's cost.
 
 If classifiers fitted on the task itself cannot tell which prompts a cheap model gets right
-(AUC near 0.5), no router that reads the prompt can: the 95%-of-GPT-4 cost then stays near
-the zero router's (mixing whole models), whatever the predictor.
+(AUC near 0.5), no predictor built on these features can: the 95%-of-GPT-4 cost then stays
+near the zero router's (mixing whole models).
 
 RouteLLM's GSM8K (Mixtral vs GPT-4, a GPT-4 call costing 10 Mixtral calls) gets the same
 treatment, reporting the share of GPT-4 calls saved at 95% of GPT-4's quality, plus what a
