@@ -248,8 +248,8 @@ class Router:
         found = self.conversations.backend_for(messages)
         if found is None or found[0] not in self._backends:
             return None
-        backend, seen, idle_s = found
-        seen_chars = sum(len(message_text(m)) for m in messages[:seen])
+        backend, cached_messages, idle_s = found
+        seen_chars = sum(len(message_text(m)) for m in messages[:cached_messages])
         share = seen_chars / max(len(facts.text), 1)
         return Sticky(
             backend,

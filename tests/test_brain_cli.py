@@ -490,6 +490,34 @@ def test_train_anchors_ratings_on_the_data_models(
         (["--anchor", "big", "--anchor", "small=0.4"], "MODEL=RATING"),
         (["--anchor", "big=0.5", "--anchor", "small=0.5"], "must differ"),
         (["--anchor", "nosuch=0.9", "--anchor", "small=0.4"], "nosuch: no scores"),
+        (["--anchor", "Big=0.9", "--anchor", "openai/big=0.4"], "names big twice"),
     ):
         assert main([*base, "--out", str(files["dir"] / "bad"), *bad]) == 2
         assert says in capsys.readouterr().err
+        assert not (files["dir"] / "bad").exists()  # refused before creating --out
+
+
+def test_mixed_keys_are_counted_and_said(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One key per backend: records scoring it under the other key are not read, and both
+    commands say how many."""
+    lines = files["data"].read_text().splitlines()
+    mixed = []
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if i % 4 == 0:  # a quarter of the records keep big's results under its model id
+            record["scores"]["big-model"] = record["scores"].pop("big")
+        mixed.append(json.dumps(record))
+    data = files["dir"] / "mixed.jsonl"
+    data.write_text("\n".join(mixed) + "\n")
+    args = ["--policy", str(files["policy"]), "--data", str(data), "--no-progress"]
+    assert main(["eval", *args, "--json"]) == 0
+    out = capsys.readouterr()
+    assert "30 records score a backend only under its other key" in out.err
+    assert json.loads(out.out)["skipped_prompts"] == 30
+    calibrated = str(files["dir"] / "c.yaml")
+    assert main(["calibrate", *args, "--out", calibrated, "--json"]) == 0
+    out = capsys.readouterr()
+    assert "30 records score a backend only under its other key" in out.err
+    assert json.loads(out.out)["calibrated"]["big"]["samples"] == 90

@@ -72,17 +72,22 @@ def test_stickiness_can_be_turned_off(make_policy: PolicyFactory, upstream: Upst
     assert router.route([*history, {"role": "user", "content": "Nice, thanks."}]).backend == "small"
 
 
+# A hard question with ~2,200 tokens of context: long enough for a provider to cache it
+# (1,024 tokens and up), so the next turn's prompt starts with a cached prefix.
+NOTES = " ".join(
+    f"Lemma {i}: if q_{i} divides N and every prime factor is 1 (mod 4), then N is 1 (mod 4)."
+    for i in range(40)
+)
+LONG_PROOF = [{"role": "user", "content": f"{PROOF[0]['content']}\n\nWorking notes:\n{NOTES}"}]
+CACHED = {
+    "price": {"input_per_million": 5.0, "output_per_million": 15.0, "cached_input_per_million": 0.5}
+}
+
+
 def _priced(make_policy: PolicyFactory, upstream: Upstream, **routing: Any) -> Router:
     """Two tiers whose strong backend reads cached prompt tokens at a tenth of its price."""
-    cached = {
-        "price": {
-            "input_per_million": 5.0,
-            "output_per_million": 15.0,
-            "cached_input_per_million": 0.5,
-        }
-    }
     policy = make_policy(
-        two_tier(upstream.base_url, large=cached), routing=routing, cache={"enabled": False}
+        two_tier(upstream.base_url, large=CACHED), routing=routing, cache={"enabled": False}
     )
     return Router(policy)
 
@@ -91,19 +96,36 @@ def test_the_conversations_backend_is_priced_with_its_cached_prefix(
     make_policy: PolicyFactory, upstream: Upstream
 ) -> None:
     router = _priced(make_policy, upstream)
-    _, history = turn(router, list(PROOF))
+    backend, history = turn(router, list(LONG_PROOF))
+    assert backend == "large"
     follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
     decision = router.route(follow_up)
     assert decision.backend == "large"
-    fresh = Router(make_policy(two_tier(upstream.base_url), cache={"enabled": False}))
-    full = fresh.route(follow_up).candidate("large")
+    fresh = _priced(make_policy, upstream).route(follow_up).candidate("large")
     stay = decision.candidate("large")
-    assert stay is not None and full is not None
-    # The history (everything but the new turn) is read at $0.50/M instead of $5/M.
-    assert stay.estimated_cost_usd < full.estimated_cost_usd
-    saved = (full.estimated_cost_usd - stay.estimated_cost_usd) * 1e6 / 4.5
-    assert 0.5 * decision.prompt_tokens < saved < decision.prompt_tokens
-    assert "prompt tokens in its prompt cache" in decision.reason
+    assert stay is not None and fresh is not None
+    # The previous prompt (the long question, not the reply, which no prompt held) is read
+    # at $0.50/M instead of $5/M.
+    saved_tokens = (fresh.estimated_cost_usd - stay.estimated_cost_usd) * 1e6 / 4.5
+    asked = turn_tokens(LONG_PROOF)
+    assert 0.9 * asked < saved_tokens < 1.1 * asked
+    assert saved_tokens < decision.prompt_tokens - 10  # the reply and the new turn: full price
+    assert "prompt tokens in its prompt cache save $" in decision.reason
+
+
+def turn_tokens(messages: list[dict[str, Any]]) -> int:
+    from llmrouter.tokens import count_message_tokens
+
+    return count_message_tokens(messages)
+
+
+def test_a_short_prefix_is_not_discounted(make_policy: PolicyFactory, upstream: Upstream) -> None:
+    """Providers cache only prompts of 1,024 tokens and more."""
+    router = _priced(make_policy, upstream)
+    _, history = turn(router, list(PROOF))
+    decision = router.route([*history, {"role": "user", "content": "Nice, thanks."}])
+    assert decision.backend == "large"
+    assert "its prompt cache is not counted" in decision.reason
 
 
 def test_an_expired_prompt_cache_is_not_discounted(
@@ -112,45 +134,39 @@ def test_an_expired_prompt_cache_is_not_discounted(
     router = _priced(make_policy, upstream, prompt_cache_ttl_s=300)
     now = [1000.0]
     router.conversations = ConversationMemory(clock=lambda: now[0])
-    _, history = turn(router, list(PROOF))
+    _, history = turn(router, list(LONG_PROOF))
     follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
-    warm = router.route(follow_up)
+    warm = router.route(follow_up).candidate("large")
     now[0] += 301
     cold = router.route(follow_up)
     assert cold.backend == "large"  # still stays: the conversation keeps its backend
     assert "expired (301 s idle)" in cold.reason
-    assert cold.candidate("large").estimated_cost_usd > warm.candidate("large").estimated_cost_usd  # type: ignore[union-attr]
+    cold_large = cold.candidate("large")
+    assert warm is not None and cold_large is not None
+    assert cold_large.estimated_cost_usd > warm.estimated_cost_usd
 
 
 def test_cost_mode_lets_a_conversation_move_to_a_cheaper_backend(
     make_policy: PolicyFactory, upstream: Upstream
 ) -> None:
     router = _priced(make_policy, upstream, sticky_conversations="cost")
-    _, history = turn(router, list(PROOF))
+    _, history = turn(router, list(LONG_PROOF))
     follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
     decision = router.route(follow_up)
     assert decision.backend == "small"
     assert "leaves large, the conversation's backend, and its prompt cache" in decision.reason
-    # With a long cached history and a near-priced small backend, staying is the cheaper.
+    # With a near-priced small backend, staying with the cached question is the cheaper.
     close = {"price": {"input_per_million": 4.0, "output_per_million": 15.0}}
-    cached = {
-        "price": {
-            "input_per_million": 5.0,
-            "output_per_million": 15.0,
-            "cached_input_per_million": 0.5,
-        }
-    }
     router = Router(
         make_policy(
-            two_tier(upstream.base_url, small=close, large=cached),
+            two_tier(upstream.base_url, small=close, large=CACHED),
             routing={"sticky_conversations": "cost"},
             cache={"enabled": False},
         )
     )
-    _, history = turn(router, list(PROOF) * 1)
-    history = [*history, {"role": "user", "content": "Nice, thanks."}]
-    stay = router.route(history)
-    assert stay.backend == "large" and "in its prompt cache" in stay.reason
+    _, history = turn(router, list(LONG_PROOF))
+    stay = router.route([*history, {"role": "user", "content": "Nice, thanks."}])
+    assert stay.backend == "large" and "in its prompt cache save" in stay.reason
     assert not stay.reason.startswith("conversation stays")  # it won on cost, not by rule
 
 

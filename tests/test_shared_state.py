@@ -171,10 +171,20 @@ def test_shared_conversations_are_trusted_for_one_ttl(
         assert name.decode() == f"{prefix}:conv:{window}"
         assert client.ttl(name) > 0  # expires one TTL after its window closes
         now[0] += 30
-        assert b.backend_for(follow_up) == ("large", 2, 30.0)
+        assert b.backend_for(follow_up) == ("large", 1, 30.0)  # 1 message was cached
         c = SharedConversationMemory(client, prefix, 60, 100, clock=lambda: now[0])
         now[0] += 31  # 61 s old: still in Redis (the previous window), no longer trusted
         assert c.backend_for(follow_up) is None
+        # ...nor by the replicas that hold it locally: they all agree.
+        assert a.backend_for(follow_up) is None and b.backend_for(follow_up) is None
+        # A malformed entry is ignored (logged), never an error.
+        window = int(now[0]) // 60
+        other = [*asked, {"role": "assistant", "content": "5"}, follow_up[-1]]
+        from llmrouter.routing.conversations import _digest
+
+        key = _digest(other[:2])
+        client.hset(f"{prefix}:conv:{window}", key, b"large \xc2\xb2")
+        assert c.backend_for(other) is None
         c.close()
     finally:
         a.close()
@@ -184,9 +194,12 @@ def test_shared_conversations_are_trusted_for_one_ttl(
 def test_shared_conversations_fall_back_to_the_local_memory_without_redis(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from llmrouter.shared.conversations import SharedConversationMemory
 
-    down = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)
+    down = redis.Redis(host="127.0.0.1", port=9, retry=Retry(NoBackoff(), 0))
     memory = SharedConversationMemory(down, "x", 60, 100)
     asked = [{"role": "user", "content": "Hi"}]
     reply = {"role": "assistant", "content": "Hello"}
@@ -194,9 +207,13 @@ def test_shared_conversations_fall_back_to_the_local_memory_without_redis(
         memory.remember(asked, reply, "small")
         memory.flush()
         turn = [*asked, reply, {"role": "user", "content": "Bye"}]
-        assert memory.backend_for(turn)[:2] == ("small", 2)  # type: ignore[index]
-        other = [*asked, {"role": "assistant", "content": "?"}, turn[-1]]
-        assert memory.backend_for(other) is None
+        assert memory.backend_for(turn)[:2] == ("small", 1)  # type: ignore[index]
+        for text in ("?", "!", "."):  # three conversations Redis would have to be asked about
+            other = [*asked, {"role": "assistant", "content": text}, turn[-1]]
+            assert memory.backend_for(other) is None
     finally:
         memory.close()
-    assert "not shared" in caplog.text and "unavailable" in caplog.text
+    memory.flush()  # after close: returns at once
+    memory.remember(asked, {"role": "assistant", "content": "Later"}, "small")  # local only
+    assert "not shared" in caplog.text
+    assert caplog.text.count("unavailable") == 1  # logged once a minute, not per request

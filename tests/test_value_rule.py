@@ -238,7 +238,7 @@ def test_conversation_stays_unless_the_value_rule_wants_a_better_backend(
 
 
 def test_moving_up_must_be_worth_the_prompt_cache_it_forfeits(make_router: Any) -> None:
-    """mid reads a long history at $0.10/M from its cache instead of $1/M: at $0.28 a good
+    """mid reads a long question from its cache at $0.10/M instead of $1/M: at $0.28 a good
     answer, strong's extra 0.1 of probability beats mid read in full, not mid with its cache."""
     cached = {
         "price": {
@@ -248,16 +248,61 @@ def test_moving_up_must_be_worth_the_prompt_cache_it_forfeits(make_router: Any) 
         }
     }
     router = make_router(value_policy(0.28), mid=cached)
-    reply = {"role": "assistant", "content": "word " * 1900}
-    router.conversations.remember(GREETING, reply, "mid")
-    messages = [*GREETING, reply, {"role": "user", "content": "And then?"}]
+    asked = [{"role": "user", "content": "word " * 1900}]
+    reply = {"role": "assistant", "content": "Fine."}
+    router.conversations.remember(asked, reply, "mid")
+    messages = [*asked, reply, {"role": "user", "content": "And then?"}]
     fresh = make_router(value_policy(0.28), mid=cached).route(messages)
     assert fresh.backend == "strong"  # no cache to keep: strong's extra probability is worth it
     decision = router.route(messages)
     assert decision.backend == "mid"
-    assert "in its prompt cache" in decision.reason
+    assert "in its prompt cache save" in decision.reason
     worth = {c.name: 0.28 * c.predicted_quality - c.estimated_cost_usd for c in decision.candidates}
     assert max(worth, key=worth.__getitem__) == "mid"
+
+
+def test_a_conversation_leaves_for_a_better_and_cheaper_backend(make_policy: PolicyFactory) -> None:
+    """A conversation on mid does not move down to the value rule's cheap pick, but it does
+    leave mid for strong, predicted better and cheaper, at every answer value (it used to
+    stay on mid until strong became the value rule's own pick)."""
+    probs = {"cheap": 0.5, "mid": 0.8, "strong": 0.85}
+    prices = {"cheap": (0.0, 0.0), "mid": (10.0, 40.0), "strong": (5.0, 20.0)}
+    overrides = {
+        name: {"price": {"input_per_million": i, "output_per_million": o}}
+        for name, (i, o) in prices.items()
+    }
+
+    class Fixed(Table):
+        def probability(self, profile: PromptProfile, backend: BackendConfig) -> float:
+            return probs[backend.name]
+
+    reply = {"role": "assistant", "content": "Fine, thanks."}
+    messages = [*GREETING, reply, {"role": "user", "content": "And what is 2 + 2?"}]
+    for worth, why in ((0.001, "conversation moves from mid"), (1.0, "best expected value")):
+        policy = make_policy(backends(**overrides), routing=value_policy(worth))
+        fresh = Router(policy, predictor=Fixed()).route(messages)
+        assert fresh.backend == ("cheap" if worth < 0.01 else "strong")
+        router = Router(policy, predictor=Fixed())
+        router.conversations.remember(GREETING, reply, "mid")
+        decision = router.route(messages)
+        assert decision.backend == "strong"
+        assert decision.reason.startswith(why)
+        assert "leaves mid, the conversation's backend" in decision.reason
+
+
+def test_under_the_floor_a_conversation_leaves_for_a_cheaper_backend_as_good(
+    make_router: Any,
+) -> None:
+    """strong clears the floor, is predicted better than mid and costs less: nothing is kept
+    by staying on mid (its prompt is too short to be cached)."""
+    cheaper = {"price": {"input_per_million": 0.5, "output_per_million": 2.0}}
+    router = make_router({"quality_floor": 0.7}, strong=cheaper)
+    reply = {"role": "assistant", "content": "Fine, thanks."}
+    router.conversations.remember(GREETING, reply, "mid")
+    decision = router.route([*GREETING, reply, {"role": "user", "content": "And 2 + 2?"}])
+    assert decision.backend == "strong"
+    assert decision.reason.startswith("conversation moves from mid (p=0.80) to strong")
+    assert "for less" in decision.reason
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ __all__ = [
     "data_keys",
     "read_jsonl",
     "record_from_json",
+    "unread_records",
     "write_jsonl",
 ]
 
@@ -109,6 +110,23 @@ def data_keys(backends: Iterable[tuple[str, str]], records: Sequence[Record]) ->
         elif model in seen:
             keys[name] = model
     return keys
+
+
+def unread_records(
+    backends: Iterable[tuple[str, str]], records: Sequence[Record], keys: Mapping[str, str]
+) -> int:
+    """How many records score a backend only under the key ``keys`` does not read for it
+    (its model id when its name is read, or the reverse): data mixing the two loses them."""
+    pairs = [
+        (keys[name], model if keys[name] == name else name)
+        for name, model in backends
+        if name in keys
+    ]
+    return sum(
+        1
+        for record in records
+        if any(other in record.scores and read not in record.scores for read, other in pairs)
+    )
 
 
 def _text_of(obj: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:

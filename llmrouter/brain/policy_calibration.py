@@ -23,7 +23,7 @@ from llmrouter.policy.schema import BackendConfig, Policy
 from .abilities import BackendParams, resolve_params
 from .calibration import fit_backend
 from .costs import cost_matrices
-from .dataset import Record, data_keys
+from .dataset import Record, data_keys, unread_records
 from .evaluation import decide, decide_value
 from .model import PromptState
 from .predictor import LearnedPredictor
@@ -40,6 +40,8 @@ class CalibrationResult:
     samples: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    # Records scoring a backend only under its other key (name vs model id), left unread.
+    unread: int = 0
 
 
 def probability_matrix(
@@ -66,7 +68,9 @@ def calibrate_policy(
     abilities fitted here are on the footing the router will use them on."""
     from llmrouter.routing import analyze_request
 
-    keys = data_keys(((b.name, b.model) for b in policy.backends), records)
+    ids = [(b.name, b.model) for b in policy.backends]
+    keys = data_keys(ids, records)
+    unread = unread_records(ids, records, keys)
     records = [r.under(keys) for r in records]
     requests = [analyze_request(r.chat(), {}) for r in records]
     states = []
@@ -74,7 +78,7 @@ def calibrate_policy(
         states.append(predictor.weights.state(facts.focus_text, facts.focus_ids)[0])
         if progress is not None:
             progress(1)
-    result = CalibrationResult(raw=copy.deepcopy(raw))
+    result = CalibrationResult(raw=copy.deepcopy(raw), unread=unread)
     raw_backends = result.raw.get("backends") or []
     final: list[BackendParams] = []
     for backend in policy.backends:

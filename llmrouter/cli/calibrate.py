@@ -76,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with progress_bar(len(records), "prompts", not args.no_progress) as advance:
         result = calibrate_policy(policy, raw, records, predictor, advance)
+    if result.unread:
+        print(
+            f"llmrouter: warning: {result.unread} records score a backend only under its other "
+            "key (backend name vs model id); each backend is read under one key, the one the "
+            "data uses first (name, else model id), so those records count as unlabelled",
+            file=sys.stderr,
+        )
     if not result.fitted:
         print(
             "llmrouter: error: no backend has enough scored prompts: "

@@ -145,7 +145,7 @@ def _predictor(policy: Policy, weights: str | None) -> QualityPredictor:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmrouter.brain.dataset import data_keys, read_jsonl
+    from llmrouter.brain.dataset import data_keys, read_jsonl, unread_records
     from llmrouter.brain.progress import progress_bar
     from llmrouter.policy import load_policy
 
@@ -165,7 +165,16 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"llmrouter: error: {exc}", file=sys.stderr)
         return 2
-    keys = data_keys(((b.name, b.model) for b in policy.backends), records)
+    pairs = [(b.name, b.model) for b in policy.backends]
+    keys = data_keys(pairs, records)
+    unread = unread_records(pairs, records, keys)
+    if unread:
+        print(
+            f"llmrouter: warning: {unread} records score a backend only under its other key "
+            "(backend name vs model id); each backend is read under one key (name, else model "
+            "id), so those records are skipped",
+            file=sys.stderr,
+        )
     backends = [
         b.model_copy(update={"calibration": overrides.get(b.name, b.calibration)})
         for b in policy.backends

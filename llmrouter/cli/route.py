@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if decision.demands:
         asked = sorted(decision.demands.items(), key=lambda item: -item[1])
         demands = ", ".join(f"{name} {share:.2f}" for name, share in asked if share >= 0.05)
-        print(f"demands:     {demands}")
+        print(f"demands:     {demands}  (benchmark task types; rough on short everyday prompts)")
     if decision.signals:
         signals = ", ".join(f"{name} ({weight:+.2f})" for name, weight in decision.signals)
         print(f"signals:     {signals}  (difficulty logits vs a typical prompt)")

@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"llmrouter: error: {exc}", file=sys.stderr)
             return 2
         named = tuple((canonical_model_id(model), rating) for model, rating in anchors)
+        if named[0][0] == named[1][0]:
+            print(f"llmrouter: error: --anchor names {named[0][0]} twice", file=sys.stderr)
+            return 2
         config = replace(config, rating_anchors=named)
     try:
         records = read_jsonl(args.data)
@@ -82,11 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iter < 1:
         print(f"llmrouter: error: --max-iter must be >= 1, got {args.max_iter}", file=sys.stderr)
         return 2
-    try:  # before the fit, so a bad --out does not cost the whole run
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"llmrouter: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     scored = {canonical_model_id(name) for r in records for name in r.scores}
     missing = [model for model, _ in config.rating_anchors if model not in scored]
     if args.anchor and missing:
@@ -95,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
             f"(scored: {', '.join(sorted(scored)[:8])})",
             file=sys.stderr,
         )
+        return 2
+    try:  # before the fit, so a bad --out does not cost the whole run
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"llmrouter: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     with progress_bar(len(records), "features", not args.no_progress) as advance:
         feats = featurize([r.text for r in records], advance)

@@ -70,8 +70,10 @@ class ConversationMemory:
         self._stamp: tuple[str, int] = ("", -1)
 
     def backend_for(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, int, float] | None:
-        """The backend of the conversation's last reply, how many messages precede (and
-        include) that reply, and the seconds since it; None for a new conversation."""
+        """The backend of the conversation's last reply, how many messages the prompt it
+        answered had (the messages before the reply: what the provider may have cached; the
+        reply itself never was part of a prompt), and the seconds since; None for a new
+        conversation."""
         index = last_assistant_index(messages)
         if index is None:
             return None
@@ -79,7 +81,7 @@ class ConversationMemory:
         if found is None:
             return None
         backend, second = found
-        return backend, index + 1, max(self._clock() - second, 0.0)
+        return backend, index, max(self._clock() - second, 0.0)
 
     def remember(
         self,

@@ -43,10 +43,11 @@ _TIE = 1e-12
 
 @dataclass(frozen=True, slots=True)
 class Sticky:
-    """The backend a conversation has been on and how many of this prompt's tokens it has
-    read; whether its provider likely still caches them (``cache_warm``, from ``idle_s``);
-    and whether the conversation stays there while that backend clears the floor
-    (``stays``) or the backend only competes with its cached prefix discounted."""
+    """The backend a conversation has been on; ``prefix_tokens``, how many of this prompt's
+    tokens were its previous prompt there (what that provider may hold in its prompt cache);
+    whether the cache is likely still warm (``cache_warm``, from ``idle_s``); and whether the
+    conversation stays there while that backend clears the floor (``stays``) or the backend
+    only competes with its cached prefix discounted."""
 
     backend: str
     prefix_tokens: int
@@ -54,9 +55,24 @@ class Sticky:
     cache_warm: bool = True
     stays: bool = True
 
-    @property
-    def cached_tokens(self) -> int:
-        return self.prefix_tokens if self.cache_warm else 0
+
+# Providers cache a prompt's prefix only from this many tokens (OpenAI: 1,024; Gemini's
+# implicit caching: 1,024-2,048), so a shorter prefix is read at the full price.
+MIN_CACHED_PREFIX_TOKENS = 1024
+
+
+def cached_prefix_tokens(backend: BackendConfig, sticky: Sticky) -> int:
+    """The prompt tokens ``backend`` likely reads from its provider's prompt cache: the
+    conversation's previous prompt, when the cache is warm, long enough to be cached, and
+    priced; 0 for Anthropic, which caches only prompts that mark ``cache_control``."""
+    if (
+        not sticky.cache_warm
+        or sticky.prefix_tokens < MIN_CACHED_PREFIX_TOKENS
+        or backend.provider == "anthropic"
+        or backend.resolved_price.cached_input_per_million is None
+    ):
+        return 0
+    return sticky.prefix_tokens
 
 
 def select(
@@ -81,17 +97,17 @@ def select(
     # The conversation's backend is priced with its cached prefix at the cached-input rate:
     # any other backend would read the whole history at the full input price.
     sticky_name = sticky.backend if sticky is not None else None
-    discounted = False
+    cached, saving = 0, 0.0
     for backend in backends:
         name = backend.name
+        cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
         if name == sticky_name:
             assert sticky is not None
-            cached = sticky.cached_tokens
-            cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens, cached)
-            cache_rate = backend.resolved_price.cached_input_per_million
-            discounted = cached > 0 and cache_rate is not None
-        else:
-            cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens)
+            cached = cached_prefix_tokens(backend, sticky)
+            if cached:
+                full = cost
+                cost = estimated_cost_usd(backend, facts.prompt_tokens, output_tokens, cached)
+                saving = full - cost
         estimate = latency.get(name)
         predicted_ms = estimate.predict_ms(output_tokens) if estimate is not None else None
         quality = probability(profile, backend)
@@ -119,28 +135,35 @@ def select(
     excluded = [c for c in candidates if not c.eligible]
     ranked = passing + failing + excluded
 
-    staying = None
+    staying = kept = None
     if sticky is not None and sticky.stays:
         staying = next((c for c in passing if c.name == sticky.backend), None)
-        if staying is not None and value is not None:
-            staying = _stays_under_value(staying, passing[0])
+        if staying is not None:
+            kept = _conversation_choice(staying, passing, value)
+            if value is not None and kept is passing[0]:
+                kept = None  # the value rule's own pick; its reason says why
     if pinned is not None:
         chosen = next(c for c in candidates if c.name == pinned)
         if chosen.excluded_reason and chosen.excluded_reason.startswith("context window"):
             raise ContextTooLarge(f"backend {pinned!r}: {chosen.excluded_reason}")
         reason = f"pinned to {pinned} by the caller"
-    elif staying is not None:
-        # Staying keeps the provider's prompt cache; leave only when this turn needs a
-        # stronger backend (the conversation's backend no longer clears the floor).
-        chosen = staying
-        ranked.remove(staying)
-        ranked.insert(0, staying)
-        reason = (
-            f"conversation stays on {chosen.name}: still predicted ≥ {limits.quality_floor:.2f} "
-            f"(p={chosen.predicted_quality:.2f})"
-            if value is None
-            else _value_stay_reason(chosen, passing[0])
-        )
+    elif kept is not None:
+        # Staying keeps the provider's prompt cache; leave only for a backend this turn is
+        # predicted to need (the conversation's no longer clears the floor: above) or one
+        # predicted at least as well that is worth it (_conversation_choice).
+        assert staying is not None
+        chosen = kept
+        ranked.remove(chosen)
+        ranked.insert(0, chosen)
+        if chosen is not staying:
+            reason = _move_reason(staying, chosen, value)
+        elif value is None:
+            reason = (
+                f"conversation stays on {chosen.name}: still predicted ≥ "
+                f"{limits.quality_floor:.2f} (p={chosen.predicted_quality:.2f})"
+            )
+        else:
+            reason = _value_stay_reason(chosen, passing[0])
     elif passing:
         chosen = passing[0]
         reason = (
@@ -158,7 +181,8 @@ def select(
     else:
         raise _nothing_serves(facts, needed_window, backends, candidates)
     if sticky is not None and pinned is None:
-        reason += _cache_note(sticky, chosen, facts.prompt_tokens, staying is not None, discounted)
+        stayed = staying is not None and chosen is staying
+        reason += _cache_note(sticky, chosen, facts.prompt_tokens, stayed, cached, saving)
 
     return Decision(
         backend=chosen.name,
@@ -188,7 +212,12 @@ def estimated_cost_usd(
 
 
 def _cache_note(
-    sticky: Sticky, chosen: Candidate, prompt_tokens: int, stayed: bool, discounted: bool
+    sticky: Sticky,
+    chosen: Candidate,
+    prompt_tokens: int,
+    stayed: bool,
+    cached: int,
+    saving: float,
 ) -> str:
     """What the conversation's prompt cache did to this decision, for the reason."""
     if chosen.name != sticky.backend:
@@ -198,11 +227,11 @@ def _cache_note(
     if not sticky.cache_warm:
         kept = "kept for the conversation's continuity" if stayed else "not discounted"
         return f"; its prompt cache has likely expired ({sticky.idle_s:.0f} s idle), {kept}"
-    if not discounted:
-        return "; switching would forfeit its prompt cache (no cached-input price to count)"
+    if not cached:
+        return "; its prompt cache is not counted (prefix too short, or no cached-input price)"
     return (
-        f"; est. ${chosen.estimated_cost_usd:.6f} with ~{sticky.prefix_tokens} of "
-        f"{prompt_tokens} prompt tokens in its prompt cache (switching would forfeit it)"
+        f"; ~{cached} of {prompt_tokens} prompt tokens in its prompt cache save "
+        f"${saving:.6f} (switching would forfeit them)"
     )
 
 
@@ -236,12 +265,41 @@ def _by_value(passing: list[Candidate], value: float) -> list[Candidate]:
     return sorted(passing, key=key)
 
 
-def _stays_under_value(staying: Candidate, top: Candidate) -> Candidate | None:
-    """The conversation stays unless the value rule's pick is predicted better: moving to a
-    cheaper backend would forfeit the prompt cache; moving up is what this turn asks for."""
-    if staying is top:
-        return None  # chosen on its own merit; the reason says so
-    return staying if staying.predicted_quality >= top.predicted_quality else None
+def _conversation_choice(
+    staying: Candidate, passing: list[Candidate], value: float | None
+) -> Candidate:
+    """Where a conversation on ``staying`` (which clears the floor) goes: it stays, unless a
+    backend predicted at least as well is worth the move. Under the floor rule: the cheapest
+    such backend that costs less than staying, its cache counted (nothing is lost by moving).
+    Under the value rule: the best expected value among them, when it beats staying's (a
+    dearer backend must be worth its price and the forfeited cache). ``passing`` is in the
+    rule's order (cost, or expected value)."""
+    rivals = [
+        c for c in passing if c is not staying and c.predicted_quality >= staying.predicted_quality
+    ]
+    if value is None:
+        cheaper = [c for c in rivals if c.estimated_cost_usd < staying.estimated_cost_usd]
+        return cheaper[0] if cheaper else staying
+    if not rivals:
+        return staying
+    best = rivals[0]
+    gain = value * (best.predicted_quality - staying.predicted_quality) - (
+        best.estimated_cost_usd - staying.estimated_cost_usd
+    )
+    return best if gain > value * _TIE else staying
+
+
+def _move_reason(staying: Candidate, chosen: Candidate, value: float | None) -> str:
+    why = (
+        "for less"
+        if value is None
+        else f"worth more at ${value:g} per good answer "
+        f"(est. ${chosen.estimated_cost_usd:.6f} vs ${staying.estimated_cost_usd:.6f})"
+    )
+    return (
+        f"conversation moves from {staying.name} (p={staying.predicted_quality:.2f}) to "
+        f"{chosen.name}: predicted at least as well (p={chosen.predicted_quality:.2f}), {why}"
+    )
 
 
 def _value_reason(chosen: Candidate, count: int, value: float, floor: float) -> str:
