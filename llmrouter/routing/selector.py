@@ -314,8 +314,9 @@ def _value_reason(chosen: Candidate, count: int, value: float, floor: float) -> 
 
 def _value_stay_reason(chosen: Candidate, top: Candidate) -> str:
     return (
-        f"conversation stays on {chosen.name} (p={chosen.predicted_quality:.2f}): the best "
-        f"expected value, {top.name} (p={top.predicted_quality:.2f}), is not predicted better"
+        f"conversation stays on {chosen.name} (p={chosen.predicted_quality:.2f}): no backend "
+        f"predicted at least as well is worth more (the best expected value, {top.name}, is "
+        f"predicted {top.predicted_quality:.2f})"
     )
 
 
