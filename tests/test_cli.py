@@ -150,3 +150,10 @@ def test_route_explains_demands_and_reads_a_whole_request(
     (tmp_path / "broken.json").write_text("{")
     out = run("route", "--messages", str(tmp_path / "broken.json"), "--policy", str(path))
     assert out.returncode == 2 and "not JSON" in out.stderr
+
+
+def test_route_messages_file_that_is_not_utf8(make_policy: PolicyFactory, tmp_path: Path) -> None:
+    path = make_policy(two_tier("http://127.0.0.1:9/v1"))
+    (tmp_path / "latin1.json").write_bytes(b'[{"role": "user", "content": "caf\xe9"}]')
+    out = run("route", "--messages", str(tmp_path / "latin1.json"), "--policy", str(path))
+    assert out.returncode == 2 and "latin1.json: not UTF-8" in out.stderr

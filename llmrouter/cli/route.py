@@ -46,6 +46,8 @@ def _request(path: str) -> tuple[list[Any], dict[str, Any]]:
         body = json.loads(text)
     except OSError as exc:
         raise ValueError(f"--messages {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--messages {path}: not UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--messages {path}: not JSON ({exc})") from None
     if isinstance(body, list):
