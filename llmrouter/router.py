@@ -248,15 +248,16 @@ class Router:
         found = self.conversations.backend_for(messages)
         if found is None or found[0] not in self._backends:
             return None
-        backend, cached_messages, idle_s = found
+        backend, cached_messages, idle_s, provider_saw = found
         seen_chars = sum(len(message_text(m)) for m in messages[:cached_messages])
         share = seen_chars / max(len(facts.text), 1)
         return Sticky(
             backend,
             int(facts.prompt_tokens * min(share, 1.0)),
             idle_s=idle_s,
-            cache_warm=idle_s <= routing.prompt_cache_ttl_s,
+            cache_warm=provider_saw and idle_s <= routing.prompt_cache_ttl_s,
             stays=routing.sticky_conversations is True,
+            provider_saw=provider_saw,
         )
 
     # --- completing ------------------------------------------------------------------------------
@@ -730,7 +731,7 @@ class Router:
         if completion.choices:  # validated above: the first choice's message is a dict
             message = response["choices"][0]["message"]
             reply = {**message, "role": message.get("role") or "assistant"}
-            self.conversations.remember(call.messages, reply, name)
+            self.conversations.remember(call.messages, reply, name, provider_saw=not hit)
         if not hit:
             self._observe_latency(name, ttft_ms, latency_ms, spend.completion_tokens)
             if call.key is not None and name == call.decision.backend:

@@ -227,3 +227,23 @@ def test_replicas_share_which_backend_a_conversation_is_on(
         finally:
             a.close()
             b.close()
+
+
+def test_a_reply_from_the_routers_cache_leaves_no_provider_cache(
+    make_policy: PolicyFactory, upstream: Upstream
+) -> None:
+    """Asked the same long question again, the router answers from its own cache: the
+    provider never read that prompt, so the next turn counts no cached prefix."""
+    router = Router(make_policy(two_tier(upstream.base_url, large=CACHED)))
+    try:
+        _, history = turn(router, list(LONG_PROOF))
+        follow_up = [*history, {"role": "user", "content": "Nice, thanks."}]
+        assert "in its prompt cache save" in router.route(follow_up).reason
+        again = router.complete(list(LONG_PROOF))
+        assert isinstance(again, ChatCompletion) and again.router.cache == "hit"
+        decision = router.route(follow_up)
+        assert decision.backend == "large"
+        assert "provider never read the previous prompt" in decision.reason
+        assert "prompt cache save" not in decision.reason
+    finally:
+        router.close()

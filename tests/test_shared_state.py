@@ -171,7 +171,7 @@ def test_shared_conversations_are_trusted_for_one_ttl(
         assert name.decode() == f"{prefix}:conv:{window}"
         assert client.ttl(name) > 0  # expires one TTL after its window closes
         now[0] += 30
-        assert b.backend_for(follow_up) == ("large", 1, 30.0)  # 1 message was cached
+        assert b.backend_for(follow_up) == ("large", 1, 30.0, True)  # 1 message was cached
         c = SharedConversationMemory(client, prefix, 60, 100, clock=lambda: now[0])
         now[0] += 31  # 61 s old: still in Redis (the previous window), no longer trusted
         assert c.backend_for(follow_up) is None

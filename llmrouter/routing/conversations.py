@@ -20,7 +20,7 @@ from typing import Any
 
 from ..tokens import message_text
 
-__all__ = ["ConversationMemory", "conversation_key"]
+__all__ = ["ConversationMemory", "conversation_key", "when"]
 
 
 def conversation_key(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -42,6 +42,12 @@ def _digest(messages: Sequence[Mapping[str, Any]]) -> bytes:
             b"\x00",
         )
     return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
+
+
+def when(second: int) -> int:
+    """The second an entry was stored: entries for replies served from the router's cache
+    store it as ``-second - 1`` (so 0 stays distinguishable)."""
+    return second if second >= 0 else -second - 1
 
 
 def last_assistant_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
@@ -69,11 +75,14 @@ class ConversationMemory:
         # tuple, so a busy memory holds few of them.
         self._stamp: tuple[str, int] = ("", -1)
 
-    def backend_for(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, int, float] | None:
-        """The backend of the conversation's last reply, how many messages the prompt it
+    def backend_for(
+        self, messages: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, int, float, bool] | None:
+        """The backend of the conversation's last reply; how many messages the prompt it
         answered had (the messages before the reply: what the provider may have cached; the
-        reply itself never was part of a prompt), and the seconds since; None for a new
-        conversation."""
+        reply itself never was part of a prompt); the seconds since; and whether the
+        provider saw that prompt (not when the reply came from the router's own cache).
+        None for a new conversation."""
         index = last_assistant_index(messages)
         if index is None:
             return None
@@ -81,15 +90,19 @@ class ConversationMemory:
         if found is None:
             return None
         backend, second = found
-        return backend, index, max(self._clock() - second, 0.0)
+        return backend, index, max(self._clock() - when(second), 0.0), second >= 0
 
     def remember(
         self,
         messages: Sequence[Mapping[str, Any]],
         reply: Mapping[str, Any],
         backend: str,
+        provider_saw: bool = True,
     ) -> None:
-        self._store(_digest([*messages, reply]), backend, int(self._clock()))
+        """Record ``backend`` as the conversation's; ``provider_saw`` False for a reply the
+        router's own cache served (the backend's provider never read that prompt)."""
+        second = int(self._clock())
+        self._store(_digest([*messages, reply]), backend, second if provider_saw else -second - 1)
 
     def _lookup(self, key: bytes) -> tuple[str, int] | None:
         with self._lock:

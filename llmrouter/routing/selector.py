@@ -54,6 +54,8 @@ class Sticky:
     idle_s: float = 0.0
     cache_warm: bool = True
     stays: bool = True
+    # False when the last reply came from the router's own cache: nothing was cached then.
+    provider_saw: bool = True
 
 
 # Providers cache a prompt's prefix only from this many tokens (OpenAI: 1,024; Gemini's
@@ -220,6 +222,9 @@ def _cache_note(
     saving: float,
 ) -> str:
     """What the conversation's prompt cache did to this decision, for the reason."""
+    if not sticky.provider_saw:
+        where = "its" if chosen.name == sticky.backend else f"{sticky.backend}'s"
+        return f"; {where} provider never read the previous prompt (the router's cache answered)"
     if chosen.name != sticky.backend:
         if not sticky.cache_warm:
             return f"; {sticky.backend}'s prompt cache had likely expired ({sticky.idle_s:.0f} s)"

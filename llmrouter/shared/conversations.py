@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..routing.conversations import ConversationMemory
+from ..routing.conversations import ConversationMemory, when
 from ..write_behind import RowBuffer
 
 __all__ = ["SharedConversationMemory"]
@@ -72,7 +72,7 @@ class SharedConversationMemory(ConversationMemory):
             if backend == _UNKNOWN:  # asked Redis a moment ago: not worth another round trip
                 return None if now - second < _UNKNOWN_TTL_S else self._ask(key, now)
             # The same expiry as an entry read from Redis, so replicas agree on it.
-            return found if now - second <= self._ttl else None
+            return found if now - when(second) <= self._ttl else None
         return self._ask(key, now)
 
     def _ask(self, key: bytes, now: int) -> tuple[str, int] | None:
@@ -92,7 +92,7 @@ class SharedConversationMemory(ConversationMemory):
             why = f"shared conversation memory unavailable ({exc}); local only for a while"
             self._warn("read", why)
             return None
-        if parsed is None or now - parsed[1] > self._ttl:
+        if parsed is None or now - when(parsed[1]) > self._ttl:
             # Unknown (or too old) everywhere: few-shot prompts carry assistant turns no
             # router gave, and would otherwise cost a round trip each.
             super()._store(key, _UNKNOWN, now)
@@ -111,7 +111,7 @@ class SharedConversationMemory(ConversationMemory):
     def _store(self, key: bytes, backend: str, second: int) -> None:
         super()._store(key, backend, second)
         if not self._closed:
-            self._buffer.put((second // self._ttl, key, f"{backend} {second}"))
+            self._buffer.put((when(second) // self._ttl, key, f"{backend} {second}"))
 
     def _write_loop(self) -> None:
         while True:
@@ -153,7 +153,8 @@ class SharedConversationMemory(ConversationMemory):
 def _parse(raw: bytes) -> tuple[str, int] | None:
     """``backend second`` from Redis, or None (logged) for anything else."""
     backend, _, stamp = raw.decode("utf-8", "replace").rpartition(" ")
-    if backend and backend != _UNKNOWN and stamp.isascii() and stamp.isdigit():
+    digits = stamp.removeprefix("-")  # negative: a reply served from a router's cache
+    if backend and backend != _UNKNOWN and digits.isascii() and digits.isdigit():
         return backend, int(stamp)
     log.warning("shared conversation memory: malformed entry %r ignored", raw[:80])
     return None
