@@ -38,7 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _anchors(given: list[str]) -> tuple[tuple[str, float], ...]:
-    """``--anchor`` values as (model, rating), strongest first; raises ValueError saying why."""
+    """``--anchor`` values as (canonical model id, rating), strongest first; raises
+    ValueError saying why."""
+    from llmrouter.brain.abilities import canonical_model_id
+
     if len(given) != 2:
         raise ValueError(f"--anchor is given exactly twice (two models), got {len(given)}")
     anchors = []
@@ -50,9 +53,11 @@ def _anchors(given: list[str]) -> tuple[tuple[str, float], ...]:
             number = math.nan
         if not sep or not model or not 0.0 < number < 1.0:
             raise ValueError(f"--anchor {value!r}: expected MODEL=RATING with 0 < RATING < 1")
-        anchors.append((model, number))
+        anchors.append((canonical_model_id(model), number))
     if anchors[0][1] == anchors[1][1]:
         raise ValueError("--anchor: the two ratings must differ")
+    if anchors[0][0] == anchors[1][0]:
+        raise ValueError(f"--anchor names {anchors[0][0]} twice")
     return tuple(sorted(anchors, key=lambda a: -a[1]))
 
 
@@ -65,15 +70,10 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(seed=args.seed, max_iter=args.max_iter)
     if args.anchor:
         try:
-            anchors = _anchors(args.anchor)
+            config = replace(config, rating_anchors=_anchors(args.anchor))
         except ValueError as exc:
             print(f"llmrouter: error: {exc}", file=sys.stderr)
             return 2
-        named = tuple((canonical_model_id(model), rating) for model, rating in anchors)
-        if named[0][0] == named[1][0]:
-            print(f"llmrouter: error: --anchor names {named[0][0]} twice", file=sys.stderr)
-            return 2
-        config = replace(config, rating_anchors=named)
     try:
         records = read_jsonl(args.data)
     except (OSError, DataError) as exc:
